@@ -1,0 +1,152 @@
+/**
+ * The local sandbox host: a small Node service on loopback that runs jobs where the dispatcher's own
+ * workerd must not (a job that wedges or exhausts memory there would take the dispatcher with it).
+ *
+ *   POST /v1/edge/run   body: a runner request (see src/edge/protocol.ts) → a runner reply
+ *   GET  /healthz       → pool statistics
+ *
+ * Every call but /healthz needs `Authorization: Bearer $CORDON_HOST_TOKEN`.
+ * Configuration (environment): CORDON_HOST_PORT (default 8788), CORDON_HOST_TOKEN (required),
+ * CORDON_EDGE_RUNNERS (processes in the pool, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { timingSafeEqual } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { EdgePool } from "./edge-pool.ts";
+
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
+const RUNNER_COMPATIBILITY_DATE = "2026-10-20";
+
+export interface HostConfig {
+  port: number;
+  token: string;
+  edgeRunners: number;
+  heapLimitMb: number;
+}
+
+export interface RunningHost {
+  url: string;
+  close(): Promise<void>;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv): HostConfig {
+  const token = env.CORDON_HOST_TOKEN;
+  if (!token) throw new Error("CORDON_HOST_TOKEN must be set");
+  return {
+    port: Number(env.CORDON_HOST_PORT ?? 8788),
+    token,
+    edgeRunners: Number(env.CORDON_EDGE_RUNNERS ?? 2),
+    heapLimitMb: Number(env.CORDON_EDGE_HEAP_MB ?? 128),
+  };
+}
+
+export async function bundleEdgeRunner(): Promise<string> {
+  const result = await build({
+    entryPoints: [RUNNER_ENTRY],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2023",
+    external: ["cloudflare:*"],
+    write: false,
+    logLevel: "silent",
+  });
+  const file = result.outputFiles[0];
+  if (!file) throw new Error("esbuild produced no runner bundle");
+  return file.text;
+}
+
+export async function startHost(config: HostConfig): Promise<RunningHost> {
+  const pool = new EdgePool(
+    {
+      script: await bundleEdgeRunner(),
+      token: crypto.randomUUID(),
+      heapLimitMb: config.heapLimitMb,
+      compatibilityDate: RUNNER_COMPATIBILITY_DATE,
+    },
+    config.edgeRunners,
+  );
+  await pool.start();
+
+  const server = createServer((request, response) => {
+    handle(request, response, config, pool).catch((error: unknown) => {
+      console.error("[cordon-host] request failed", error);
+      if (!response.headersSent) send(response, 500, { error: "internal error" });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(config.port, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await pool.close();
+    },
+  };
+}
+
+async function handle(request: IncomingMessage, response: ServerResponse, config: HostConfig, pool: EdgePool) {
+  const url = new URL(request.url ?? "/", "http://host");
+  if (url.pathname === "/healthz") return send(response, 200, { ok: true, edge: pool.stats });
+  if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
+  if (url.pathname !== "/v1/edge/run" || request.method !== "POST") return send(response, 404, { error: "not found" });
+
+  const body = await readBody(request);
+  if (body === undefined) return send(response, 413, { error: "body too large" });
+  const timeoutMs = timeoutOf(body);
+  if (timeoutMs === undefined) return send(response, 400, { error: "timeoutMs missing" });
+  const outcome = await pool.run(body, timeoutMs);
+  if (outcome.kind === "reply") {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(outcome.body);
+    return;
+  }
+  send(response, 200, { ok: false, error: { code: outcome.code, message: outcome.message } });
+}
+
+function authorised(header: string | undefined, token: string): boolean {
+  const expected = Buffer.from(`Bearer ${token}`);
+  const given = Buffer.from(header ?? "");
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function timeoutOf(body: string): number | undefined {
+  try {
+    const value: unknown = JSON.parse(body);
+    if (value && typeof value === "object" && "timeoutMs" in value && typeof value.timeoutMs === "number") {
+      return value.timeoutMs;
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+async function readBody(request: IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function send(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { "content-type": "application/json" });
+  response.end(JSON.stringify(body));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const host = await startHost(configFromEnv(process.env));
+  console.log(`[cordon-host] listening on ${host.url}`);
+  const stop = () => void host.close().then(() => process.exit(0));
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}

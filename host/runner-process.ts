@@ -1,0 +1,118 @@
+/**
+ * One supervised edge runner: a workerd process (through Miniflare) running the edge runner Worker,
+ * holding at most one job at a time so a failure is always attributed to the job that caused it.
+ *
+ * Runtime-level limits come from V8 flags on the process: a per-isolate heap cap (an isolate that
+ * exceeds it aborts the process, which we report as SANDBOX_MEMORY_LIMIT) and the linear-time regexp
+ * fallback (catastrophic backtracking finishes instead of wedging). A job still running at its deadline
+ * plus KILL_GRACE_MS is SIGKILLed with its process.
+ */
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
+
+export const KILL_GRACE_MS = 1_000;
+const HEAP_EXHAUSTED = /Reached heap limit|heap out of memory/i;
+
+export interface RunnerOptions {
+  script: string;
+  token: string;
+  heapLimitMb: number;
+  compatibilityDate: string;
+}
+
+/** What the host tells the dispatcher when the runner produced no reply of its own. */
+export type RunnerFailureCode = "SANDBOX_TIMEOUT" | "SANDBOX_MEMORY_LIMIT" | "SANDBOX_RUNNER_CRASHED";
+
+export type RunOutcome = { kind: "reply"; body: string } | { kind: "failed"; code: RunnerFailureCode; message: string };
+
+export class RunnerProcess {
+  readonly #mf: Miniflare;
+  readonly #url: URL;
+  readonly #token: string;
+  #heapExhausted = false;
+  #healthy = true;
+
+  private constructor(mf: Miniflare, url: URL, token: string) {
+    this.#mf = mf;
+    this.#url = url;
+    this.#token = token;
+  }
+
+  static async start(options: RunnerOptions): Promise<RunnerProcess> {
+    // Miniflare reads V8 flags from the environment when it builds the workerd config.
+    process.env.MINIFLARE_WORKERD_V8_FLAGS = [
+      `--max-old-space-size=${options.heapLimitMb}`,
+      "--enable-experimental-regexp-engine-on-excessive-backtracks",
+      "--regexp-backtracks-before-fallback=50000",
+    ].join(" ");
+    let runner: RunnerProcess | undefined;
+    const mf = new Miniflare(
+      convertV4MiniflareOptions({
+      host: "127.0.0.1",
+      port: 0,
+      name: "edge-runner",
+      modules: true,
+      script: options.script,
+      compatibilityDate: options.compatibilityDate,
+      workerLoaders: { LOADER: {} },
+      bindings: { RUNNER_TOKEN: options.token },
+      handleStructuredLogs: ({ message }) => {
+        if (HEAP_EXHAUSTED.test(message) && runner) runner.#heapExhausted = true;
+      },
+      }),
+    );
+    const url = await mf.ready;
+    runner = new RunnerProcess(mf, url, options.token);
+    return runner;
+  }
+
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  async run(body: string, timeoutMs: number): Promise<RunOutcome> {
+    const controller = new AbortController();
+    const killTimer = setTimeout(() => controller.abort(), timeoutMs + KILL_GRACE_MS);
+    try {
+      const response = await fetch(new URL("/run", this.#url), {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+        body,
+        signal: controller.signal,
+      });
+      const text = await response.text();
+      if (!response.ok) return this.#fail("SANDBOX_RUNNER_CRASHED", `the runner answered ${response.status}`);
+      return { kind: "reply", body: text };
+    } catch {
+      if (controller.signal.aborted) {
+        return this.#fail("SANDBOX_TIMEOUT", `the job was still running ${KILL_GRACE_MS} ms after its timeout; its runner was killed`);
+      }
+      // Give the process's last words a moment to reach the log handler.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (this.#heapExhausted) {
+        return this.#fail("SANDBOX_MEMORY_LIMIT", "the job exhausted its isolate's memory; its runner was killed");
+      }
+      return this.#fail("SANDBOX_RUNNER_CRASHED", "the runner process died while running the job");
+    } finally {
+      clearTimeout(killTimer);
+    }
+  }
+
+  async ping(timeoutMs: number): Promise<boolean> {
+    try {
+      const response = await fetch(new URL("/healthz", this.#url), { signal: AbortSignal.timeout(timeoutMs) });
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    this.#healthy = false;
+    await this.#mf.dispose().catch(() => undefined);
+  }
+
+  #fail(code: RunnerFailureCode, message: string): RunOutcome {
+    this.#healthy = false;
+    return { kind: "failed", code, message };
+  }
+}

@@ -1,0 +1,20 @@
+/** The dispatcher's Hono app: routes, and the one place that writes error responses. */
+import { Hono } from "hono";
+import { CordonError, ErrorCode } from "./errors";
+import { executions } from "./routes/executions";
+
+export const app = new Hono<{ Bindings: Env }>();
+
+app.get("/healthz", (c) => c.json({ ok: true }));
+app.route("/v1/executions", executions);
+
+app.notFound(() => {
+  throw new CordonError(ErrorCode.NOT_FOUND, "no such route");
+});
+
+app.onError((error, c) => {
+  if (error instanceof CordonError) return c.json({ error: error.toBody() }, error.status);
+  console.error(JSON.stringify({ event: "unhandled_error", message: error.message, stack: error.stack }));
+  const internal = new CordonError(ErrorCode.INTERNAL_ERROR, "internal error");
+  return c.json({ error: internal.toBody() }, internal.status);
+});

@@ -1,0 +1,49 @@
+/**
+ * Source of the guard module loaded into every edge isolate (as `cordon-guard.js`).
+ *
+ * The instrumenter puts `tick()` at the top of every loop body and function body of the job. Once the
+ * deadline has passed, `tick()` throws, and keeps throwing at every later checkpoint even if the job
+ * catches the error, so a job can only run straight-line code after it trips. `arm` works once per
+ * isolate: the harness arms it before the job module is evaluated, so the job cannot re-arm it.
+ *
+ * The clock is read every 256 ticks. Local workerd advances `Date.now()` during synchronous code;
+ * production freezes it between I/O, where the runtime's own `cpuMs` limit stops the job instead.
+ */
+export const GUARD_SOURCE = String.raw`
+const CHECK_EVERY = 256;
+let armed = false;
+let deadline = Infinity;
+let ticks = 0;
+let tripped = null;
+
+class CordonTimeout extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "CordonTimeout";
+  }
+}
+
+export function arm(deadlineEpochMs) {
+  if (armed) throw new Error("the guard is already armed");
+  armed = true;
+  deadline = deadlineEpochMs;
+}
+
+export function tick() {
+  if (tripped !== null) throw tripped;
+  ticks++;
+  if (ticks % CHECK_EVERY === 0 && Date.now() > deadline) {
+    tripped = new CordonTimeout("the job ran past its timeout");
+    throw tripped;
+  }
+}
+
+/** Called by the harness when its own timer fires while the job awaits something that never settles. */
+export function expire() {
+  if (tripped === null) tripped = new CordonTimeout("the job ran past its timeout");
+}
+
+export function report() {
+  return { ticks, tripped: tripped !== null, stack: tripped === null ? null : String(tripped.stack) };
+}
+`;

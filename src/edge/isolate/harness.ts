@@ -1,0 +1,228 @@
+/**
+ * Source of the harness: the main module of every edge isolate (as `harness.js`).
+ *
+ * It arms the guard, installs console capture and the network-attempt traps, then imports the job
+ * module and calls it: once per input for a function export, once with the built request for a Worker
+ * `{ fetch }` export. It returns a plain-data report and never throws across RPC. Judging the report
+ * (which error code, whether test cases passed) is the dispatcher's job, not code in this isolate.
+ *
+ * Everything the harness relies on after the job has run (clock, timers, JSON, TextEncoder) is
+ * captured before the job module is evaluated, so a job that patches globals cannot blind it.
+ */
+export const HARNESS_SOURCE = String.raw`
+import { WorkerEntrypoint } from "cloudflare:workers";
+import * as guard from "./cordon-guard.js";
+import { blockNetwork, networkAttempts } from "./cordon-net.js";
+
+const now = Date.now.bind(Date);
+const schedule = setTimeout.bind(globalThis);
+const unschedule = clearTimeout.bind(globalThis);
+const stringify = JSON.stringify.bind(JSON);
+const race = Promise.race.bind(Promise);
+const resolved = Promise.resolve.bind(Promise);
+const encoder = new TextEncoder();
+const byteLength = (text) => encoder.encode(text).length;
+const TIMED_OUT = Symbol("timed out");
+const LEVELS = { log: "log", info: "info", warn: "warn", error: "error", debug: "debug", trace: "debug" };
+
+function describeError(error) {
+  if (error !== null && typeof error === "object") {
+    let name = "Error", message = "", stack = "";
+    try { name = String(error.name ?? "Error"); } catch {}
+    try { message = String(error.message ?? ""); } catch {}
+    try { stack = String(error.stack ?? ""); } catch {}
+    return { name, message, stack };
+  }
+  let message = "";
+  try { message = String(error); } catch { message = "[unprintable thrown value]"; }
+  return { name: "NonErrorThrown", message, stack: "" };
+}
+
+function formatArg(value) {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) return describeError(value).stack || describeError(value).message;
+  if (value === undefined) return "undefined";
+  if (typeof value === "function") return "[Function " + (value.name || "anonymous") + "]";
+  if (typeof value === "bigint") return value.toString() + "n";
+  if (typeof value === "symbol") return value.toString();
+  try {
+    const json = stringify(value);
+    return json === undefined ? String(value) : json;
+  } catch {
+    try { return String(value); } catch { return "[unprintable]"; }
+  }
+}
+
+function captureConsole(spec, sink) {
+  const record = (level, args) => {
+    if (sink.entries.length >= spec.maxLogEntries || sink.bytes >= spec.maxLogBytes) {
+      sink.dropped++;
+      return;
+    }
+    let message = "";
+    for (let i = 0; i < args.length; i++) message += (i === 0 ? "" : " ") + formatArg(args[i]);
+    if (message.length > spec.maxLogMessageChars) {
+      message = message.slice(0, spec.maxLogMessageChars) + "… [truncated]";
+    }
+    const size = byteLength(message);
+    if (sink.bytes + size > spec.maxLogBytes) {
+      sink.dropped++;
+      sink.bytes = spec.maxLogBytes;
+      return;
+    }
+    sink.bytes += size;
+    sink.entries[sink.entries.length] = { level, message, timestamp: now() };
+  };
+  const replacement = {};
+  for (const method of Object.keys(LEVELS)) {
+    replacement[method] = (...args) => record(LEVELS[method], args);
+  }
+  globalThis.console = Object.assign(Object.create(null), console, replacement);
+}
+
+function hostOf(input) {
+  try {
+    const url = input instanceof Request ? input.url : input instanceof URL ? input.href : String(input);
+    return new URL(url).hostname;
+  } catch {
+    return String(input);
+  }
+}
+
+function trapNetwork() {
+  globalThis.fetch = async (input) => {
+    throw blockNetwork(hostOf(input), "fetch");
+  };
+}
+
+async function readBounded(response, maxBytes) {
+  if (response.body === null) return { text: "", tooLarge: false };
+  const reader = response.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      return { text: "", tooLarge: true, total };
+    }
+    chunks[chunks.length] = value;
+  }
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return { text: new TextDecoder().decode(joined), tooLarge: false };
+}
+
+function outputTooLarge(size, max) {
+  return { ok: false, error: { name: "CordonOutputTooLarge", message: "the output is " + size + " bytes; the limit is " + max, stack: "" } };
+}
+
+function settle(value, spec) {
+  let json;
+  try {
+    json = stringify(value === undefined ? null : value);
+  } catch (error) {
+    return { ok: false, error: { name: "CordonOutputNotSerializable", message: "the return value is not JSON-serialisable: " + describeError(error).message, stack: "" } };
+  }
+  if (json === undefined) json = "null";
+  const size = byteLength(json);
+  if (size > spec.maxOutputBytes) return outputTooLarge(size, spec.maxOutputBytes);
+  return { ok: true, outputJson: json };
+}
+
+async function callFetch(handler, spec, env) {
+  const r = spec.request;
+  const request = new Request(r.url, { method: r.method, headers: r.headers, body: r.body ?? undefined });
+  const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} };
+  const response = await handler.fetch(request, env, ctx);
+  if (!(response instanceof Response)) {
+    return { ok: false, error: { name: "TypeError", message: "fetch() must return a Response", stack: "" } };
+  }
+  const body = await readBounded(response, spec.maxOutputBytes);
+  if (body.tooLarge) return outputTooLarge(body.total, spec.maxOutputBytes);
+  const headers = {};
+  response.headers.forEach((value, key) => { headers[key] = value; });
+  return settle({ status: response.status, headers, body: body.text }, spec);
+}
+
+export class Harness extends WorkerEntrypoint {
+  async run(spec) {
+    const startedAt = now();
+    guard.arm(spec.deadline);
+    const sink = { entries: [], bytes: 0, dropped: 0 };
+    if (spec.captureConsole) captureConsole(spec, sink);
+    trapNetwork();
+
+    let timer;
+    const expired = new Promise((resolve) => {
+      timer = schedule(() => resolve(TIMED_OUT), Math.max(0, spec.deadline - now()));
+    });
+    const withinDeadline = (promise) => race([promise, expired]);
+
+    const calls = [];
+    let exportKind = "invalid";
+    let loadError = null;
+    let timedOut = false;
+    try {
+      const loaded = await withinDeadline(import("./job.js"));
+      if (loaded === TIMED_OUT) {
+        timedOut = true;
+      } else {
+        const handler = loaded.default;
+        if (typeof handler === "function") exportKind = "function";
+        else if (handler !== null && typeof handler === "object" && typeof handler.fetch === "function") exportKind = "fetch-handler";
+
+        if (exportKind === "function") {
+          for (const input of spec.inputs) {
+            const ctx = { env: this.env ?? {}, executionId: spec.executionId };
+            const outcome = await withinDeadline(
+              resolved().then(() => handler(input, ctx)).then(
+                (value) => settle(value, spec),
+                (error) => ({ ok: false, error: describeError(error) }),
+              ),
+            );
+            if (outcome === TIMED_OUT) { timedOut = true; break; }
+            calls[calls.length] = outcome;
+            if (guard.report().tripped) break;
+          }
+        } else if (exportKind === "fetch-handler") {
+          const outcome = await withinDeadline(
+            callFetch(handler, spec, this.env ?? {}).catch((error) => ({ ok: false, error: describeError(error) })),
+          );
+          if (outcome === TIMED_OUT) timedOut = true;
+          else calls[calls.length] = outcome;
+        }
+      }
+    } catch (error) {
+      loadError = describeError(error);
+    } finally {
+      unschedule(timer);
+    }
+    if (timedOut) guard.expire();
+
+    return {
+      exportKind,
+      loadError,
+      calls,
+      logs: sink.entries,
+      logBytes: sink.bytes,
+      logsDropped: sink.dropped,
+      network: networkAttempts(),
+      guard: guard.report(),
+      runMs: now() - startedAt,
+    };
+  }
+}
+
+export default {
+  fetch() {
+    return new Response("not found", { status: 404 });
+  },
+};
+`;

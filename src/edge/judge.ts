@@ -1,0 +1,158 @@
+/**
+ * Turns a runner reply into the job's result: decides the one error code, maps stack traces back to
+ * the job's source, compares test cases. Runs in the dispatcher, never inside the isolate, so a job
+ * cannot forge its verdict. No I/O.
+ */
+import { ErrorCode } from "../errors";
+import type { ErrorBody } from "../errors";
+import type { ExecutionRequest, ExecutionResult, Metrics } from "../schemas";
+import { jsonEqual } from "./json-equal";
+import type { PreparedJob } from "./prepare";
+import type { CallOutcome, ErrorInfo, HarnessReport, RunnerReply } from "./protocol";
+import { firstJobLocation, remapStack, type SourceMapV3 } from "./source-map";
+
+export interface Timing {
+  createdAt: Date;
+  finishedAt: Date;
+}
+
+type Verdict = Pick<ExecutionResult, "status" | "success" | "output" | "tests" | "error">;
+
+export function judge(
+  id: string,
+  job: ExecutionRequest,
+  prepared: PreparedJob,
+  reply: RunnerReply,
+  timing: Timing,
+): ExecutionResult {
+  const base = {
+    id,
+    runtime: "edge" as const,
+    limits: prepared.limits,
+    createdAt: timing.createdAt.toISOString(),
+    finishedAt: timing.finishedAt.toISOString(),
+  };
+  const duration = timing.finishedAt.getTime() - timing.createdAt.getTime();
+  if (!reply.ok) {
+    const error: ErrorBody = { code: reply.error.code, message: reply.error.message, logsLost: true };
+    return {
+      ...base,
+      status: reply.error.code === ErrorCode.SANDBOX_TIMEOUT ? "timed_out" : "failed",
+      success: false,
+      output: null,
+      logs: [],
+      logsTruncated: false,
+      metrics: emptyMetrics(duration),
+      error,
+    };
+  }
+  const report = reply.report;
+  const verdict = judgeReport(job, prepared, report);
+  return {
+    ...base,
+    ...verdict,
+    logs: report.logs,
+    logsTruncated: report.logsDropped > 0,
+    metrics: {
+      ...emptyMetrics(duration),
+      runTime: report.runMs,
+      logBytes: report.logBytes,
+      logsDropped: report.logsDropped,
+      outputBytes: report.calls.reduce((sum, call) => sum + (call.ok ? call.outputJson.length : 0), 0),
+      checkpoints: report.guard.ticks,
+      networkBlocked: report.network.length,
+    },
+  };
+}
+
+function judgeReport(job: ExecutionRequest, prepared: PreparedJob, report: HarnessReport): Verdict {
+  const map = prepared.sourceMap;
+  if (report.guard.tripped) {
+    const where = report.guard.stack ? firstJobLocation(remapStack(report.guard.stack, map)) : undefined;
+    return failed(ErrorCode.SANDBOX_TIMEOUT, `the job ran past its timeout of ${prepared.limits.timeoutMs} ms`, {
+      timeoutMs: prepared.limits.timeoutMs,
+      ...(where ? { line: where.line, column: where.column } : {}),
+    });
+  }
+  const attempt = report.network[0];
+  if (attempt) {
+    return failed(ErrorCode.SANDBOX_NETWORK_BLOCKED, `network access is disabled for this job; it tried ${attempt.via} to ${attempt.host}`, {
+      host: attempt.host,
+      via: attempt.via,
+    });
+  }
+  if (report.loadError) return thrown(report.loadError, map, "the job module threw while loading");
+  if (report.exportKind === "invalid") {
+    return failed(ErrorCode.SANDBOX_RUNTIME_ERROR, "the default export must be a function (input, ctx) or an object with a fetch(request, env, ctx) method");
+  }
+  if (job.test) return judgeTests(job.test.cases, report.calls, map);
+
+  const call = report.calls[0];
+  if (!call) return failed(ErrorCode.SANDBOX_RUNTIME_ERROR, "the job produced no result");
+  if (!call.ok) return callFailure(call.error, map);
+  return { status: "succeeded", success: true, output: JSON.parse(call.outputJson) as unknown as ExecutionResult["output"] };
+}
+
+function judgeTests(
+  cases: NonNullable<ExecutionRequest["test"]>["cases"],
+  calls: CallOutcome[],
+  map: SourceMapV3,
+): Verdict {
+  const results = cases.map((testCase, index) => {
+    const call = calls[index];
+    const common = { index, input: testCase.input, expected: testCase.expected };
+    if (!call) return { ...common, passed: false, error: { name: "NotRun", message: "the case did not run" } };
+    if (!call.ok) {
+      const error = callFailure(call.error, map).error;
+      return { ...common, passed: false, error: { name: call.error.name, message: error?.message ?? call.error.message } };
+    }
+    const actual = JSON.parse(call.outputJson) as unknown as ExecutionResult["output"];
+    return { ...common, passed: jsonEqual(actual, testCase.expected), actual };
+  });
+  return {
+    status: "succeeded",
+    success: true,
+    output: null,
+    tests: { cases: results, allTestsPassed: results.every((result) => result.passed) },
+  };
+}
+
+function callFailure(error: ErrorInfo, map: SourceMapV3): Verdict {
+  if (error.name === "CordonOutputTooLarge") return failed(ErrorCode.SANDBOX_OUTPUT_TOO_LARGE, error.message);
+  return thrown(error, map, undefined);
+}
+
+function thrown(error: ErrorInfo, map: SourceMapV3, context: string | undefined): Verdict {
+  const stack = error.stack ? remapStack(error.stack, map) : "";
+  const where = firstJobLocation(stack);
+  const message = `${error.name}: ${error.message}`;
+  return failed(ErrorCode.SANDBOX_RUNTIME_ERROR, context ? `${context}: ${message}` : message, {
+    name: error.name,
+    stack,
+    ...(where ? { line: where.line, column: where.column } : {}),
+  });
+}
+
+function failed(code: ErrorBody["code"], message: string, detail: Record<string, unknown> = {}): Verdict {
+  return {
+    status: code === ErrorCode.SANDBOX_TIMEOUT ? "timed_out" : "failed",
+    success: false,
+    output: null,
+    error: { ...detail, code, message },
+  };
+}
+
+function emptyMetrics(duration: number): Metrics {
+  return {
+    duration,
+    runTime: null,
+    cpuTime: null,
+    coldStart: true,
+    logBytes: 0,
+    logsDropped: 0,
+    outputBytes: 0,
+    checkpoints: 0,
+    bindingCalls: { db: 0, kv: 0 },
+    networkBlocked: 0,
+  };
+}

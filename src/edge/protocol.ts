@@ -1,0 +1,91 @@
+/**
+ * The contract between the dispatcher and an edge runner (in-process, or the runner Worker behind the
+ * local sandbox host). Both directions are validated with these schemas: the reply is built next to
+ * code we do not trust, so it is parsed, never cast.
+ */
+import { z } from "zod";
+import { ErrorCode } from "../errors";
+
+const jsonValue = z.json();
+
+export const FetchRequestSpec = z.object({
+  method: z.string(),
+  url: z.string(),
+  headers: z.record(z.string(), z.string()),
+  body: z.string().nullable(),
+});
+
+export const HarnessSpec = z.object({
+  executionId: z.string(),
+  /** Epoch milliseconds at which the guard trips and the harness stops waiting. */
+  deadline: z.number(),
+  captureConsole: z.boolean(),
+  maxLogEntries: z.number().int().positive(),
+  maxLogBytes: z.number().int().positive(),
+  maxLogMessageChars: z.number().int().positive(),
+  maxOutputBytes: z.number().int().positive(),
+  /** One call per input for a function export. */
+  inputs: z.array(jsonValue),
+  /** The request sent to a Worker `{ fetch }` export. */
+  request: FetchRequestSpec,
+});
+export type HarnessSpec = z.infer<typeof HarnessSpec>;
+
+export const RunnerRequest = z.object({
+  executionId: z.string(),
+  modules: z.record(z.string(), z.string()),
+  spec: HarnessSpec,
+  timeoutMs: z.number().int().positive(),
+  cpuTimeMs: z.number().int().positive(),
+  memoryMb: z.number().int().positive(),
+});
+export type RunnerRequest = z.infer<typeof RunnerRequest>;
+
+const ErrorInfo = z.object({ name: z.string(), message: z.string(), stack: z.string() });
+export type ErrorInfo = z.infer<typeof ErrorInfo>;
+
+export const CallOutcome = z.discriminatedUnion("ok", [
+  z.object({ ok: z.literal(true), outputJson: z.string() }),
+  z.object({ ok: z.literal(false), error: ErrorInfo }),
+]);
+export type CallOutcome = z.infer<typeof CallOutcome>;
+
+export const LogLevel = z.enum(["log", "info", "warn", "error", "debug"]);
+export const LogEntry = z.object({ level: LogLevel, message: z.string(), timestamp: z.number() });
+export type LogEntry = z.infer<typeof LogEntry>;
+
+export const HarnessReport = z.object({
+  exportKind: z.enum(["function", "fetch-handler", "invalid"]),
+  loadError: ErrorInfo.nullable(),
+  calls: z.array(CallOutcome),
+  logs: z.array(LogEntry),
+  logBytes: z.number(),
+  logsDropped: z.number(),
+  network: z.array(z.object({ host: z.string(), via: z.string() })),
+  guard: z.object({ ticks: z.number(), tripped: z.boolean(), stack: z.string().nullable() }),
+  runMs: z.number(),
+});
+export type HarnessReport = z.infer<typeof HarnessReport>;
+
+/** A runner-level failure: the isolate or the process holding it did not produce a report. */
+export const RunnerFailure = z.object({
+  code: z.enum([
+    ErrorCode.SANDBOX_TIMEOUT,
+    ErrorCode.SANDBOX_MEMORY_LIMIT,
+    ErrorCode.SANDBOX_RUNNER_CRASHED,
+    ErrorCode.SANDBOX_UNAVAILABLE,
+  ]),
+  message: z.string(),
+});
+export type RunnerFailure = z.infer<typeof RunnerFailure>;
+
+export const RunnerReply = z.discriminatedUnion("ok", [
+  z.object({ ok: z.literal(true), report: HarnessReport }),
+  z.object({ ok: z.literal(false), error: RunnerFailure }),
+]);
+export type RunnerReply = z.infer<typeof RunnerReply>;
+
+/** Where edge jobs run: in this Worker's own Worker Loader, or in a supervised runner process. */
+export interface EdgeRunner {
+  run(request: RunnerRequest): Promise<RunnerReply>;
+}

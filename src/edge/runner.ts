@@ -1,0 +1,61 @@
+/**
+ * Runs one edge job in a fresh isolate through a Worker Loader binding and returns a runner reply.
+ * Used in-process by the dispatcher in production and by the runner Worker of the local sandbox host.
+ * Never throws: a failure of the isolate itself comes back as `{ ok: false, error }`.
+ */
+import { ErrorCode } from "../errors";
+import { HarnessReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
+
+/** Edge jobs run against a fixed, tested runtime surface, not whatever the dispatcher is on. */
+export const JOB_COMPATIBILITY_DATE = "2026-10-20";
+
+interface HarnessEntrypoint {
+  run(spec: RunnerRequest["spec"]): Promise<unknown>;
+}
+
+export function loaderRunner(loader: WorkerLoader): EdgeRunner {
+  return { run: (request) => runInLoader(loader, request) };
+}
+
+export async function runInLoader(loader: WorkerLoader, request: RunnerRequest): Promise<RunnerReply> {
+  try {
+    const worker = loader.load({
+      compatibilityDate: JOB_COMPATIBILITY_DATE,
+      mainModule: "harness.js",
+      modules: request.modules,
+      env: {},
+      // No network at all: fetch() and connect() fail inside the runtime.
+      globalOutbound: null,
+      // Enforced by Cloudflare in production; local workerd ignores them (the guard covers locally).
+      limits: { cpuMs: request.cpuTimeMs, subRequests: 0 },
+    });
+    const harness = worker.getEntrypoint("Harness") as unknown as HarnessEntrypoint;
+    const raw = await harness.run(request.spec);
+    const report = HarnessReport.safeParse(raw);
+    if (!report.success) {
+      return crashed(`the harness returned a malformed report: ${report.error.issues[0]?.message ?? ""}`);
+    }
+    return { ok: true, report: report.data };
+  } catch (error) {
+    return classifyIsolateFailure(error);
+  }
+}
+
+/**
+ * The platform reports a killed isolate only as an exception message; this is the one place that
+ * reads it, at the edge of what we control.
+ */
+function classifyIsolateFailure(error: unknown): RunnerReply {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/cpu time|exceeded.*time|timed out/i.test(message)) {
+    return { ok: false, error: { code: ErrorCode.SANDBOX_TIMEOUT, message: `the isolate was stopped: ${message}` } };
+  }
+  if (/memory/i.test(message)) {
+    return { ok: false, error: { code: ErrorCode.SANDBOX_MEMORY_LIMIT, message: `the isolate was stopped: ${message}` } };
+  }
+  return crashed(message);
+}
+
+function crashed(message: string): RunnerReply {
+  return { ok: false, error: { code: ErrorCode.SANDBOX_RUNNER_CRASHED, message } };
+}

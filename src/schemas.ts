@@ -1,0 +1,103 @@
+/**
+ * The request and result schemas of the public API: the one source for validation and types.
+ */
+import { z } from "zod";
+import { ErrorCode } from "./errors";
+import { LogEntry } from "./edge/protocol";
+
+/** Largest accepted request body; larger bodies get 413 PAYLOAD_TOO_LARGE before parsing. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+export const MAX_CODE_CHARS = 256 * 1024;
+export const MAX_TEST_CASES = 50;
+
+const positiveMs = z.number().int().positive();
+
+export const JobRequestSpec = z
+  .object({
+    method: z.string().regex(/^[A-Z]{3,7}$/, "an upper-case HTTP method").default("POST"),
+    path: z.string().startsWith("/").max(2048).default("/"),
+    headers: z.record(z.string(), z.string()).default({}),
+    body: z.string().nullable().optional(),
+  })
+  .strict();
+export type JobRequestSpec = z.infer<typeof JobRequestSpec>;
+
+export const ExecutionRequest = z
+  .object({
+    runtime: z.literal("edge"),
+    code: z.string().min(1).max(MAX_CODE_CHARS),
+    input: z.json().optional(),
+    /** For a Worker `{ fetch }` export: the request it receives (see README "Code forms"). */
+    request: JobRequestSpec.optional(),
+    captureConsole: z.boolean().default(true),
+    timeout: positiveMs.optional(),
+    memory: z.number().int().positive().optional(),
+    limits: z
+      .object({ cpuTime: positiveMs.optional(), timeout: positiveMs.optional(), memory: z.number().int().positive().optional() })
+      .strict()
+      .optional(),
+    test: z
+      .object({
+        cases: z
+          .array(z.object({ input: z.json(), expected: z.json() }).strict())
+          .min(1)
+          .max(MAX_TEST_CASES),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type ExecutionRequest = z.infer<typeof ExecutionRequest>;
+
+export const ExecutionStatus = z.enum(["succeeded", "failed", "timed_out"]);
+export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
+
+export const Metrics = z.object({
+  /** Wall time in the dispatcher from accepting the job to having its result, ms. */
+  duration: z.number(),
+  /** Time the harness spent inside the isolate, ms (see README: an estimate in production). */
+  runTime: z.number().nullable(),
+  /** CPU time, ms; null where the platform does not expose it to us (locally, and today in production). */
+  cpuTime: z.number().nullable(),
+  /** True when the job got a newly created isolate (always, today: every job gets a fresh one). */
+  coldStart: z.boolean(),
+  logBytes: z.number(),
+  logsDropped: z.number(),
+  outputBytes: z.number(),
+  /** Guard checkpoints passed (loop iterations + function calls); a measure of work done. */
+  checkpoints: z.number(),
+  bindingCalls: z.object({ db: z.number(), kv: z.number() }),
+  networkBlocked: z.number(),
+});
+export type Metrics = z.infer<typeof Metrics>;
+
+export const TestCaseResult = z.object({
+  index: z.number(),
+  passed: z.boolean(),
+  input: z.json(),
+  expected: z.json(),
+  actual: z.json().optional(),
+  error: z.object({ name: z.string(), message: z.string() }).optional(),
+});
+
+export const ExecutionError = z.looseObject({
+  code: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]),
+  message: z.string(),
+});
+
+export const ExecutionResult = z.object({
+  id: z.string(),
+  status: ExecutionStatus,
+  success: z.boolean(),
+  runtime: z.literal("edge"),
+  output: z.json(),
+  logs: z.array(LogEntry),
+  logsTruncated: z.boolean(),
+  metrics: Metrics,
+  limits: z.object({ timeoutMs: z.number(), cpuTimeMs: z.number(), memoryMb: z.number() }),
+  tests: z.object({ cases: z.array(TestCaseResult), allTestsPassed: z.boolean() }).optional(),
+  error: ExecutionError.optional(),
+  createdAt: z.string(),
+  finishedAt: z.string(),
+});
+export type ExecutionResult = z.infer<typeof ExecutionResult>;
