@@ -105,6 +105,15 @@ export function instrumentJob(source: string): InstrumentResult {
     });
   };
 
+  const checkName = (node: Positioned & { name: string }) => {
+    if (!node.name.startsWith(RESERVED_PREFIX)) return;
+    violations.push({
+      rule: "reserved-identifier",
+      message: `identifiers starting with "${RESERVED_PREFIX}" are reserved`,
+      ...at(node),
+    });
+  };
+
   ancestor(program, {
     ImportDeclaration: (node) => checkSource(node as never),
     ExportNamedDeclaration: (node) => checkSource(node as never),
@@ -116,16 +125,9 @@ export function instrumentJob(source: string): InstrumentResult {
         ...at(node as Positioned),
       });
     },
-    Identifier: (node) => {
-      const name = (node as unknown as { name: string }).name;
-      if (name.startsWith(RESERVED_PREFIX)) {
-        violations.push({
-          rule: "reserved-identifier",
-          message: `identifiers starting with "${RESERVED_PREFIX}" are reserved`,
-          ...at(node as Positioned),
-        });
-      }
-    },
+    // Names read (Identifier) and names declared (VariablePattern: variables, parameters, functions).
+    Identifier: (node) => checkName(node as never),
+    VariablePattern: (node) => checkName(node as never),
     ExportDefaultDeclaration: (node) => {
       const declaration = (node as unknown as { declaration: { type: string; properties?: unknown[] } })
         .declaration;

@@ -11,10 +11,12 @@
  */
 export const GUARD_SOURCE = String.raw`
 const CHECK_EVERY = 256;
+const now = Date.now.bind(Date);
 let armed = false;
 let deadline = Infinity;
 let ticks = 0;
-let tripped = null;
+let nextCheck = CHECK_EVERY;
+let expired = false;
 
 class CordonTimeout extends Error {
   constructor(message) {
@@ -23,6 +25,10 @@ class CordonTimeout extends Error {
   }
 }
 
+// Built ahead of time: near the stack limit constructing a new error can itself overflow, and the
+// guard must still trip there (a job that recurses and catches RangeError lives at that depth).
+let tripped = new CordonTimeout("the job ran past its timeout");
+
 export function arm(deadlineEpochMs) {
   if (armed) throw new Error("the guard is already armed");
   armed = true;
@@ -30,20 +36,28 @@ export function arm(deadlineEpochMs) {
 }
 
 export function tick() {
-  if (tripped !== null) throw tripped;
+  if (expired) throw tripped;
   ticks++;
-  if (ticks % CHECK_EVERY === 0 && Date.now() > deadline) {
+  if (ticks < nextCheck) return;
+  // nextCheck moves only after a successful clock read, so a read that overflows the stack is retried.
+  const late = now() > deadline;
+  nextCheck = ticks + CHECK_EVERY;
+  if (!late) return;
+  expired = true;
+  try {
     tripped = new CordonTimeout("the job ran past its timeout");
-    throw tripped;
+  } catch {
+    // keep the prebuilt error; only its stack (the job's location) is lost
   }
+  throw tripped;
 }
 
 /** Called by the harness when its own timer fires while the job awaits something that never settles. */
 export function expire() {
-  if (tripped === null) tripped = new CordonTimeout("the job ran past its timeout");
+  expired = true;
 }
 
 export function report() {
-  return { ticks, tripped: tripped !== null, stack: tripped === null ? null : String(tripped.stack) };
+  return { ticks, tripped: expired, stack: expired ? String(tripped.stack) : null };
 }
 `;

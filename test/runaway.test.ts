@@ -1,0 +1,74 @@
+/**
+ * Runaway jobs: each must end in SANDBOX_TIMEOUT or SANDBOX_MEMORY_LIMIT within timeout + 2 s, with
+ * a stored record, while the dispatcher keeps answering other requests. The timing bound here is a
+ * correctness property (a job must not outlive its deadline), not a speed target.
+ */
+import { describe, expect, it } from "vitest";
+import { call, execute } from "./helpers";
+
+const TIMEOUT_MS = 1_000;
+const GRACE_MS = 2_000;
+
+const RUNAWAYS: [name: string, code: string][] = [
+  ["an infinite for loop", "export default async () => { for (;;) {} }"],
+  ["an infinite while loop", "export default async () => { while (true) {} }"],
+  ["an infinite do-while loop without braces", "export default async () => { let i = 0; do i++; while (true) }"],
+  ["a loop at module top level", "while (true) {}\nexport default async () => 1"],
+  ["a loop that swallows the timeout", "export default async () => { for (;;) { try { for (;;) {} } catch {} } }"],
+  ["infinite recursion that catches stack overflows", "export default async () => { function f() { try { f() } catch { f() } } f() }"],
+  ["an endless microtask chain", "export default async () => { const go = () => { queueMicrotask(go) }; go(); await new Promise(() => {}) }"],
+  ["an endless promise chain", "export default async () => { const go = () => Promise.resolve().then(go); go(); await new Promise(() => {}) }"],
+  ["a promise that never settles", "export default async () => { await new Promise(() => {}) }"],
+  ["an endless timer chain", "export default async () => { const go = () => setTimeout(go, 0); go(); await new Promise(() => {}) }"],
+  ["a catastrophic regexp with a backreference", "export default async () => /^(a*)*\\1b$/.test('a'.repeat(5000))"],
+  ["a native sort of a huge array", "export default async () => { const a = Array.from({ length: 5e6 }, (_, i) => -i); for (;;) a.sort() }"],
+];
+
+describe("runaway jobs end within timeout + 2 s", () => {
+  it.each(RUNAWAYS)("%s", async (_name, code) => {
+    const started = Date.now();
+    const { status, body } = await execute({ code, timeout: TIMEOUT_MS });
+    const elapsed = Date.now() - started;
+
+    expect(["SANDBOX_TIMEOUT", "SANDBOX_MEMORY_LIMIT"]).toContain(body.error?.code);
+    expect([408, 422]).toContain(status);
+    expect(elapsed).toBeLessThan(TIMEOUT_MS + GRACE_MS);
+    const stored = await call(`/v1/executions/${body.id}`);
+    expect(stored.body.error?.code).toBe(body.error?.code);
+  });
+
+  it("a memory bomb ends in SANDBOX_MEMORY_LIMIT and is stored", async () => {
+    const { status, body } = await execute({
+      code: "export default async () => { const hoard = []; for (;;) hoard.push(new Array(1e6).fill(1)) }",
+      timeout: 10_000,
+    });
+    expect(status).toBe(422);
+    expect(body.error?.code).toBe("SANDBOX_MEMORY_LIMIT");
+    expect((await call(`/v1/executions/${body.id}`)).body.status).toBe("failed");
+  });
+
+  it("a catastrophic regexp without backreferences finishes (linear-time fallback)", async () => {
+    const { status, body } = await execute({ code: "export default async () => /^(a+)+$/.test('a'.repeat(40) + '!')" });
+    expect(status).toBe(200);
+    expect(body.output).toBe(false);
+  });
+
+  it("reports where in the job's code the guard stopped it", async () => {
+    const { body } = await execute({ code: "export default async () => {\n  let n = 0;\n  while (true) {\n    n++;\n  }\n}", timeout: 300 });
+    expect(body.error).toMatchObject({ code: "SANDBOX_TIMEOUT", line: 3 });
+  });
+
+  it("keeps serving other requests while a job is wedged, and after", async () => {
+    const wedged = execute({ code: "export default async () => /^(a*)*\\1b$/.test('a'.repeat(5000))", timeout: 2_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const during = await Promise.all([
+      call("/healthz"),
+      execute({ code: "export default async () => 'still here'" }),
+    ]);
+    expect(during[0].status).toBe(200);
+    expect(during[1].body.output).toBe("still here");
+    expect((await wedged).body.error?.code).toBe("SANDBOX_TIMEOUT");
+    const after = await execute({ code: "export default async (n) => n + 1", input: 41 });
+    expect(after.body.output).toBe(42);
+  });
+});

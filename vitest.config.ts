@@ -1,0 +1,42 @@
+import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+/** The tests' own local sandbox host (started by test/global-setup.ts) gets a free port and a fresh token. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+process.env.CORDON_TEST_HOST_PORT ??= String(await freePort());
+process.env.CORDON_TEST_HOST_TOKEN ??= randomBytes(16).toString("hex");
+
+export default defineConfig({
+  plugins: [
+    cloudflareTest(async () => ({
+      wrangler: { configPath: "./wrangler.toml" },
+      miniflare: {
+        bindings: {
+          CORDON_HOST_URL: `http://127.0.0.1:${process.env.CORDON_TEST_HOST_PORT}`,
+          CORDON_HOST_TOKEN: process.env.CORDON_TEST_HOST_TOKEN ?? "",
+          TEST_MIGRATIONS: await readD1Migrations("./migrations"),
+        },
+      },
+    })),
+  ],
+  test: {
+    include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
+    setupFiles: ["test/apply-migrations.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+  },
+});
