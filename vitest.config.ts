@@ -34,6 +34,8 @@ export default defineConfig({
   ],
   test: {
     include: ["test/**/*.test.ts"],
+    // The summary reporter prints a closing "N passed, N failed" line that CI logs are read by.
+    reporters: ["default", "./test/summary-reporter.ts"],
     globalSetup: ["test/global-setup.ts"],
     setupFiles: ["test/apply-migrations.ts"],
     testTimeout: 30_000,

@@ -10,7 +10,6 @@ export class EdgePool {
   readonly #size: number;
   readonly #idle: RunnerProcess[] = [];
   readonly #waiting: ((runner: RunnerProcess) => void)[] = [];
-  #starting = 0;
   #closed = false;
   #replaced = 0;
 
@@ -62,14 +61,11 @@ export class EdgePool {
 
   async #spawn(): Promise<void> {
     if (this.#closed) return;
-    this.#starting++;
     try {
       this.#release(await RunnerProcess.start(this.#options));
     } catch (error) {
       console.error("[cordon-host] could not start an edge runner; retrying in 1 s", error);
       setTimeout(() => void this.#spawn(), 1_000);
-    } finally {
-      this.#starting--;
     }
   }
 }

@@ -28,11 +28,12 @@ export class RunnerProcess {
   readonly #mf: Miniflare;
   readonly #url: URL;
   readonly #token: string;
-  #heapExhausted = false;
+  readonly #deathSigns: { heapExhausted: boolean };
   #healthy = true;
 
-  private constructor(mf: Miniflare, url: URL, token: string) {
+  private constructor(mf: Miniflare, url: URL, token: string, deathSigns: { heapExhausted: boolean }) {
     this.#mf = mf;
+    this.#deathSigns = deathSigns;
     this.#url = url;
     this.#token = token;
   }
@@ -44,25 +45,25 @@ export class RunnerProcess {
       "--enable-experimental-regexp-engine-on-excessive-backtracks",
       "--regexp-backtracks-before-fallback=50000",
     ].join(" ");
-    let runner: RunnerProcess | undefined;
+    // Written by the log handler, which exists before the instance does.
+    const deathSigns = { heapExhausted: false };
     const mf = new Miniflare(
       convertV4MiniflareOptions({
-      host: "127.0.0.1",
-      port: 0,
-      name: "edge-runner",
-      modules: true,
-      script: options.script,
-      compatibilityDate: options.compatibilityDate,
-      workerLoaders: { LOADER: {} },
-      bindings: { RUNNER_TOKEN: options.token },
-      handleStructuredLogs: ({ message }) => {
-        if (HEAP_EXHAUSTED.test(message) && runner) runner.#heapExhausted = true;
-      },
+        host: "127.0.0.1",
+        port: 0,
+        name: "edge-runner",
+        modules: true,
+        script: options.script,
+        compatibilityDate: options.compatibilityDate,
+        workerLoaders: { LOADER: {} },
+        bindings: { RUNNER_TOKEN: options.token },
+        handleStructuredLogs: ({ message }) => {
+          if (HEAP_EXHAUSTED.test(message)) deathSigns.heapExhausted = true;
+        },
       }),
     );
     const url = await mf.ready;
-    runner = new RunnerProcess(mf, url, options.token);
-    return runner;
+    return new RunnerProcess(mf, url, options.token, deathSigns);
   }
 
   get healthy(): boolean {
@@ -84,11 +85,14 @@ export class RunnerProcess {
       return { kind: "reply", body: text };
     } catch {
       if (controller.signal.aborted) {
-        return this.#fail("SANDBOX_TIMEOUT", `the job was still running ${KILL_GRACE_MS} ms after its timeout; its runner was killed`);
+        return this.#fail(
+          "SANDBOX_TIMEOUT",
+          `the job was still running ${KILL_GRACE_MS} ms after its timeout; its runner was killed`,
+        );
       }
       // Give the process's last words a moment to reach the log handler.
       await new Promise((resolve) => setTimeout(resolve, 50));
-      if (this.#heapExhausted) {
+      if (this.#deathSigns.heapExhausted) {
         return this.#fail("SANDBOX_MEMORY_LIMIT", "the job exhausted its isolate's memory; its runner was killed");
       }
       return this.#fail("SANDBOX_RUNNER_CRASHED", "the runner process died while running the job");

@@ -14,7 +14,10 @@ const positiveMs = z.number().int().positive();
 
 export const JobRequestSpec = z
   .object({
-    method: z.string().regex(/^[A-Z]{3,7}$/, "an upper-case HTTP method").default("POST"),
+    method: z
+      .string()
+      .regex(/^[A-Z]{3,7}$/, "an upper-case HTTP method")
+      .default("POST"),
     path: z.string().startsWith("/").max(2048).default("/"),
     headers: z.record(z.string(), z.string()).default({}),
     body: z.string().nullable().optional(),
@@ -33,7 +36,11 @@ export const ExecutionRequest = z
     timeout: positiveMs.optional(),
     memory: z.number().int().positive().optional(),
     limits: z
-      .object({ cpuTime: positiveMs.optional(), timeout: positiveMs.optional(), memory: z.number().int().positive().optional() })
+      .object({
+        cpuTime: positiveMs.optional(),
+        timeout: positiveMs.optional(),
+        memory: z.number().int().positive().optional(),
+      })
       .strict()
       .optional(),
     test: z

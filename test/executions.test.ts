@@ -107,7 +107,10 @@ describe("console capture", () => {
   });
 
   it("records nothing when captureConsole is false", async () => {
-    const { body } = await execute({ code: "export default async () => { console.log('x'); return 1 }", captureConsole: false });
+    const { body } = await execute({
+      code: "export default async () => { console.log('x'); return 1 }",
+      captureConsole: false,
+    });
     expect(body.logs).toEqual([]);
   });
 });
@@ -222,7 +225,9 @@ describe("network", () => {
 
 describe("isolation and storage", () => {
   it("gives every job a fresh isolate: globals set by one job are invisible to the next", async () => {
-    const first = await execute({ code: "export default async () => { globalThis.leak = 'secret'; return typeof globalThis.leak }" });
+    const first = await execute({
+      code: "export default async () => { globalThis.leak = 'secret'; return typeof globalThis.leak }",
+    });
     const second = await execute({ code: "export default async () => typeof globalThis.leak" });
     expect(first.body.output).toBe("string");
     expect(second.body.output).toBe("undefined");
@@ -239,7 +244,12 @@ describe("isolation and storage", () => {
   });
 
   it("clamps limits to the documented maxima and reports the effective ones", async () => {
-    const { body } = await execute({ code: "export default async () => 1", timeout: 999_999, memory: 4096, limits: { cpuTime: 10 } });
+    const { body } = await execute({
+      code: "export default async () => 1",
+      timeout: 999_999,
+      memory: 4096,
+      limits: { cpuTime: 10 },
+    });
     expect(body.limits).toEqual({ timeoutMs: 30_000, cpuTimeMs: 10, memoryMb: 128 });
   });
 });

@@ -15,13 +15,28 @@ const RUNAWAYS: [name: string, code: string][] = [
   ["an infinite do-while loop without braces", "export default async () => { let i = 0; do i++; while (true) }"],
   ["a loop at module top level", "while (true) {}\nexport default async () => 1"],
   ["a loop that swallows the timeout", "export default async () => { for (;;) { try { for (;;) {} } catch {} } }"],
-  ["infinite recursion that catches stack overflows", "export default async () => { function f() { try { f() } catch { f() } } f() }"],
-  ["an endless microtask chain", "export default async () => { const go = () => { queueMicrotask(go) }; go(); await new Promise(() => {}) }"],
-  ["an endless promise chain", "export default async () => { const go = () => Promise.resolve().then(go); go(); await new Promise(() => {}) }"],
+  [
+    "infinite recursion that catches stack overflows",
+    "export default async () => { function f() { try { f() } catch { f() } } f() }",
+  ],
+  [
+    "an endless microtask chain",
+    "export default async () => { const go = () => { queueMicrotask(go) }; go(); await new Promise(() => {}) }",
+  ],
+  [
+    "an endless promise chain",
+    "export default async () => { const go = () => Promise.resolve().then(go); go(); await new Promise(() => {}) }",
+  ],
   ["a promise that never settles", "export default async () => { await new Promise(() => {}) }"],
-  ["an endless timer chain", "export default async () => { const go = () => setTimeout(go, 0); go(); await new Promise(() => {}) }"],
+  [
+    "an endless timer chain",
+    "export default async () => { const go = () => setTimeout(go, 0); go(); await new Promise(() => {}) }",
+  ],
   ["a catastrophic regexp with a backreference", "export default async () => /^(a*)*\\1b$/.test('a'.repeat(5000))"],
-  ["a native sort of a huge array", "export default async () => { const a = Array.from({ length: 5e6 }, (_, i) => -i); for (;;) a.sort() }"],
+  [
+    "a native sort of a huge array",
+    "export default async () => { const a = Array.from({ length: 5e6 }, (_, i) => -i); for (;;) a.sort() }",
+  ],
 ];
 
 describe("runaway jobs end within timeout + 2 s", () => {
@@ -54,17 +69,17 @@ describe("runaway jobs end within timeout + 2 s", () => {
   });
 
   it("reports where in the job's code the guard stopped it", async () => {
-    const { body } = await execute({ code: "export default async () => {\n  let n = 0;\n  while (true) {\n    n++;\n  }\n}", timeout: 300 });
+    const { body } = await execute({
+      code: "export default async () => {\n  let n = 0;\n  while (true) {\n    n++;\n  }\n}",
+      timeout: 300,
+    });
     expect(body.error).toMatchObject({ code: "SANDBOX_TIMEOUT", line: 3 });
   });
 
   it("keeps serving other requests while a job is wedged, and after", async () => {
     const wedged = execute({ code: "export default async () => /^(a*)*\\1b$/.test('a'.repeat(5000))", timeout: 2_000 });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const during = await Promise.all([
-      call("/healthz"),
-      execute({ code: "export default async () => 'still here'" }),
-    ]);
+    const during = await Promise.all([call("/healthz"), execute({ code: "export default async () => 'still here'" })]);
     expect(during[0].status).toBe(200);
     expect(during[1].body.output).toBe("still here");
     expect((await wedged).body.error?.code).toBe("SANDBOX_TIMEOUT");

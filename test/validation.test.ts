@@ -84,7 +84,7 @@ describe("request validation", () => {
 /** Deterministic pseudo-random printable text (seeded), so a failure is reproducible. */
 function randomBytesText(seed: number): string {
   let state = seed * 2654435761;
-  const length = 1 + (seed * 37) % 200;
+  const length = 1 + ((seed * 37) % 200);
   let text = "";
   for (let i = 0; i < length; i++) {
     state = (state * 1103515245 + 12345) % 2 ** 31;

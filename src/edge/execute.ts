@@ -12,7 +12,11 @@ export function newExecutionId(): string {
   return `exec_${crypto.randomUUID().replaceAll("-", "")}`;
 }
 
-export async function executeEdgeJob(job: ExecutionRequest, runner: EdgeRunner, db: D1Database): Promise<ExecutionResult> {
+export async function executeEdgeJob(
+  job: ExecutionRequest,
+  runner: EdgeRunner,
+  db: D1Database,
+): Promise<ExecutionResult> {
   const id = newExecutionId();
   const createdAt = new Date();
   const prepared = prepareEdgeJob(job, id, createdAt.getTime());

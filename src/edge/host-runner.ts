@@ -33,7 +33,8 @@ export function hostRunner(baseUrl: string, token: string): EdgeRunner {
         return failure(ErrorCode.SANDBOX_UNAVAILABLE, `the local sandbox host answered ${response.status}`);
       }
       const reply = RunnerReply.safeParse(await response.json().catch(() => null));
-      if (!reply.success) return failure(ErrorCode.SANDBOX_UNAVAILABLE, "the local sandbox host sent a malformed reply");
+      if (!reply.success)
+        return failure(ErrorCode.SANDBOX_UNAVAILABLE, "the local sandbox host sent a malformed reply");
       return reply.data;
     },
   };

@@ -61,11 +61,7 @@ interface FunctionNode extends Positioned {
   body: Positioned & { type: string };
 }
 
-const FUNCTION_TYPES = new Set([
-  "FunctionDeclaration",
-  "FunctionExpression",
-  "ArrowFunctionExpression",
-]);
+const FUNCTION_TYPES = new Set(["FunctionDeclaration", "FunctionExpression", "ArrowFunctionExpression"]);
 
 export function instrumentJob(source: string): InstrumentResult {
   let program: Node;
@@ -114,7 +110,8 @@ export function instrumentJob(source: string): InstrumentResult {
     });
   };
 
-  ancestor(program, {
+  // acorn-walk's visitor type lacks its "VariablePattern" category; the object is checked by shape here.
+  const checks: Record<string, (node: Node) => void> = {
     ImportDeclaration: (node) => checkSource(node as never),
     ExportNamedDeclaration: (node) => checkSource(node as never),
     ExportAllDeclaration: (node) => checkSource(node as never),
@@ -129,11 +126,11 @@ export function instrumentJob(source: string): InstrumentResult {
     Identifier: (node) => checkName(node as never),
     VariablePattern: (node) => checkName(node as never),
     ExportDefaultDeclaration: (node) => {
-      const declaration = (node as unknown as { declaration: { type: string; properties?: unknown[] } })
-        .declaration;
+      const declaration = (node as unknown as { declaration: { type: string; properties?: unknown[] } }).declaration;
       exportKind = classifyDefaultExport(declaration);
     },
-  });
+  };
+  ancestor(program, checks);
   const loop = (node: Node) => guardLoop(out, node as unknown as LoopNode);
   ancestor(program, {
     // acorn-walk visits every function kind (declaration, expression, arrow, method) as "Function".

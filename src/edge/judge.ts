@@ -76,21 +76,32 @@ function judgeReport(job: ExecutionRequest, prepared: PreparedJob, report: Harne
   }
   const attempt = report.network[0];
   if (attempt) {
-    return failed(ErrorCode.SANDBOX_NETWORK_BLOCKED, `network access is disabled for this job; it tried ${attempt.via} to ${attempt.host}`, {
-      host: attempt.host,
-      via: attempt.via,
-    });
+    return failed(
+      ErrorCode.SANDBOX_NETWORK_BLOCKED,
+      `network access is disabled for this job; it tried ${attempt.via} to ${attempt.host}`,
+      {
+        host: attempt.host,
+        via: attempt.via,
+      },
+    );
   }
   if (report.loadError) return thrown(report.loadError, map, "the job module threw while loading");
   if (report.exportKind === "invalid") {
-    return failed(ErrorCode.SANDBOX_RUNTIME_ERROR, "the default export must be a function (input, ctx) or an object with a fetch(request, env, ctx) method");
+    return failed(
+      ErrorCode.SANDBOX_RUNTIME_ERROR,
+      "the default export must be a function (input, ctx) or an object with a fetch(request, env, ctx) method",
+    );
   }
   if (job.test) return judgeTests(job.test.cases, report.calls, map);
 
   const call = report.calls[0];
   if (!call) return failed(ErrorCode.SANDBOX_RUNTIME_ERROR, "the job produced no result");
   if (!call.ok) return callFailure(call.error, map);
-  return { status: "succeeded", success: true, output: JSON.parse(call.outputJson) as unknown as ExecutionResult["output"] };
+  return {
+    status: "succeeded",
+    success: true,
+    output: JSON.parse(call.outputJson) as unknown as ExecutionResult["output"],
+  };
 }
 
 function judgeTests(
@@ -104,7 +115,11 @@ function judgeTests(
     if (!call) return { ...common, passed: false, error: { name: "NotRun", message: "the case did not run" } };
     if (!call.ok) {
       const error = callFailure(call.error, map).error;
-      return { ...common, passed: false, error: { name: call.error.name, message: error?.message ?? call.error.message } };
+      return {
+        ...common,
+        passed: false,
+        error: { name: call.error.name, message: error?.message ?? call.error.message },
+      };
     }
     const actual = JSON.parse(call.outputJson) as unknown as ExecutionResult["output"];
     return { ...common, passed: jsonEqual(actual, testCase.expected), actual };

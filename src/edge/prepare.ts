@@ -40,7 +40,10 @@ export function prepareEdgeJob(job: ExecutionRequest, executionId: string, now: 
     }
   }
   if (job.test && instrumented.exportKind === "fetch-handler") {
-    throw new CordonError(ErrorCode.VALIDATION_ERROR, "test cases need a default-exported function, not a { fetch } handler");
+    throw new CordonError(
+      ErrorCode.VALIDATION_ERROR,
+      "test cases need a default-exported function, not a { fetch } handler",
+    );
   }
 
   const limits = clampLimits({
@@ -80,7 +83,11 @@ function jobRequest(job: ExecutionRequest): z.infer<typeof FetchRequestSpec> {
   const derivedBody = job.input === undefined ? null : JSON.stringify(job.input);
   const body = spec.method === "GET" || spec.method === "HEAD" ? null : (spec.body ?? derivedBody);
   const headers = { ...spec.headers };
-  if (body !== null && spec.body == null && !Object.keys(headers).some((name) => name.toLowerCase() === "content-type")) {
+  if (
+    body !== null &&
+    spec.body == null &&
+    !Object.keys(headers).some((name) => name.toLowerCase() === "content-type")
+  ) {
     headers["content-type"] = "application/json";
   }
   return { method: spec.method, url: new URL(spec.path, JOB_REQUEST_ORIGIN).href, headers, body };

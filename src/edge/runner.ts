@@ -51,7 +51,10 @@ function classifyIsolateFailure(error: unknown): RunnerReply {
     return { ok: false, error: { code: ErrorCode.SANDBOX_TIMEOUT, message: `the isolate was stopped: ${message}` } };
   }
   if (/memory/i.test(message)) {
-    return { ok: false, error: { code: ErrorCode.SANDBOX_MEMORY_LIMIT, message: `the isolate was stopped: ${message}` } };
+    return {
+      ok: false,
+      error: { code: ErrorCode.SANDBOX_MEMORY_LIMIT, message: `the isolate was stopped: ${message}` },
+    };
   }
   return crashed(message);
 }

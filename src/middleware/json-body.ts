@@ -10,19 +10,29 @@ import { MAX_BODY_BYTES } from "../schemas";
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.infer<S>> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!/^application\/json\s*(;|$)/i.test(contentType)) {
-    throw new CordonError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as JSON with `Content-Type: application/json`");
+    throw new CordonError(
+      ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+      "send the body as JSON with `Content-Type: application/json`",
+    );
   }
   const text = await readBounded(request, MAX_BODY_BYTES);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new CordonError(ErrorCode.INVALID_JSON, `the body is not valid JSON: ${error instanceof Error ? error.message : ""}`);
+    throw new CordonError(
+      ErrorCode.INVALID_JSON,
+      `the body is not valid JSON: ${error instanceof Error ? error.message : ""}`,
+    );
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new CordonError(ErrorCode.VALIDATION_ERROR, "the request body does not match the schema", {
-      issues: parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message, code: issue.code })),
+      issues: parsed.error.issues.map((issue) => ({
+        path: issue.path.map(String).join("."),
+        message: issue.message,
+        code: issue.code,
+      })),
     });
   }
   return parsed.data;

@@ -26,7 +26,10 @@ export async function saveExecution(db: D1Database, result: ExecutionResult, cod
 }
 
 export async function findExecution(db: D1Database, id: string): Promise<ExecutionResult | null> {
-  const row = await db.prepare("SELECT result_json FROM executions WHERE id = ?").bind(id).first<{ result_json: string }>();
+  const row = await db
+    .prepare("SELECT result_json FROM executions WHERE id = ?")
+    .bind(id)
+    .first<{ result_json: string }>();
   if (!row) return null;
   return ExecutionResult.parse(JSON.parse(row.result_json));
 }

@@ -18,7 +18,10 @@ async function runInProcess(job: Record<string, unknown>) {
 
 describe("in-process runner (Worker Loader of the dispatcher)", () => {
   it("runs a function job with console capture", async () => {
-    const result = await runInProcess({ code: "export default async (n) => { console.info('n', n); return n * 3 }", input: 7 });
+    const result = await runInProcess({
+      code: "export default async (n) => { console.info('n', n); return n * 3 }",
+      input: 7,
+    });
     expect(result).toMatchObject({ success: true, output: 21, logs: [{ level: "info", message: "n 7" }] });
   });
 

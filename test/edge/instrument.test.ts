@@ -48,7 +48,11 @@ describe("instrumentJob", () => {
       "function __cordon() {} export default () => 1",
       "export default () => __cordon_tick",
     ]) {
-      expect(instrumentJob(code), code).toMatchObject({ ok: false, kind: "violations", violations: [{ rule: "reserved-identifier" }] });
+      expect(instrumentJob(code), code).toMatchObject({
+        ok: false,
+        kind: "violations",
+        violations: [{ rule: "reserved-identifier" }],
+      });
     }
   });
 });
