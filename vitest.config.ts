@@ -18,6 +18,8 @@ async function freePort(): Promise<number> {
 
 process.env.CORDON_TEST_HOST_PORT ??= String(await freePort());
 process.env.CORDON_TEST_HOST_TOKEN ??= randomBytes(16).toString("hex");
+/** The admin token of the dispatcher under test; tests import it from test/helpers.ts. */
+const TEST_ADMIN_TOKEN = "test-admin-token";
 
 export default defineConfig({
   plugins: [
@@ -27,6 +29,7 @@ export default defineConfig({
         bindings: {
           CORDON_HOST_URL: `http://127.0.0.1:${process.env.CORDON_TEST_HOST_PORT}`,
           CORDON_HOST_TOKEN: process.env.CORDON_TEST_HOST_TOKEN ?? "",
+          ADMIN_TOKEN: TEST_ADMIN_TOKEN,
           TEST_MIGRATIONS: await readD1Migrations("./migrations"),
         },
       },

@@ -7,13 +7,13 @@
  *
  * Every call but /healthz needs `Authorization: Bearer $CORDON_HOST_TOKEN`.
  * Configuration (environment): CORDON_HOST_PORT (default 8788), CORDON_HOST_TOKEN (required),
- * CORDON_EDGE_RUNNERS (processes in the pool, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128).
+ * CORDON_EDGE_RUNNERS (processes per trust cordon, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { timingSafeEqual } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { EdgePool } from "./edge-pool.ts";
+import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
@@ -59,7 +59,7 @@ export async function bundleEdgeRunner(): Promise<string> {
 }
 
 export async function startHost(config: HostConfig): Promise<RunningHost> {
-  const pool = new EdgePool(
+  const edge = new EdgeCordons(
     {
       script: await bundleEdgeRunner(),
       token: crypto.randomUUID(),
@@ -68,10 +68,10 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
     },
     config.edgeRunners,
   );
-  await pool.start();
+  await edge.start();
 
   const server = createServer((request, response) => {
-    handle(request, response, config, pool).catch((error: unknown) => {
+    handle(request, response, config, edge).catch((error: unknown) => {
       console.error("[cordon-host] request failed", error);
       if (!response.headersSent) send(response, 500, { error: "internal error" });
     });
@@ -84,22 +84,22 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await pool.close();
+      await edge.close();
     },
   };
 }
 
-async function handle(request: IncomingMessage, response: ServerResponse, config: HostConfig, pool: EdgePool) {
+async function handle(request: IncomingMessage, response: ServerResponse, config: HostConfig, edge: EdgeCordons) {
   const url = new URL(request.url ?? "/", "http://host");
-  if (url.pathname === "/healthz") return send(response, 200, { ok: true, edge: pool.stats });
+  if (url.pathname === "/healthz") return send(response, 200, { ok: true, edge: edge.stats });
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
   if (url.pathname !== "/v1/edge/run" || request.method !== "POST") return send(response, 404, { error: "not found" });
 
   const body = await readBody(request);
   if (body === undefined) return send(response, 413, { error: "body too large" });
-  const timeoutMs = timeoutOf(body);
-  if (timeoutMs === undefined) return send(response, 400, { error: "timeoutMs missing" });
-  const outcome = await pool.run(body, timeoutMs);
+  const routing = routingOf(body);
+  if (routing === undefined) return send(response, 400, { error: "timeoutMs or cordon missing" });
+  const outcome = await edge.run(routing.cordon, body, routing.timeoutMs);
   if (outcome.kind === "reply") {
     response.writeHead(200, { "content-type": "application/json" });
     response.end(outcome.body);
@@ -114,16 +114,18 @@ function authorised(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-function timeoutOf(body: string): number | undefined {
+/** The two fields the host routes on; the runner Worker validates the whole request itself. */
+function routingOf(body: string): { timeoutMs: number; cordon: Cordon } | undefined {
   try {
     const value: unknown = JSON.parse(body);
-    if (value && typeof value === "object" && "timeoutMs" in value && typeof value.timeoutMs === "number") {
-      return value.timeoutMs;
-    }
+    if (!value || typeof value !== "object") return undefined;
+    const timeoutMs = "timeoutMs" in value ? value.timeoutMs : undefined;
+    const cordon = "cordon" in value ? value.cordon : undefined;
+    if (typeof timeoutMs !== "number" || !isCordon(cordon)) return undefined;
+    return { timeoutMs, cordon };
   } catch {
     return undefined;
   }
-  return undefined;
 }
 
 async function readBody(request: IncomingMessage): Promise<string | undefined> {

@@ -1,12 +1,16 @@
 /** The dispatcher's Hono app: routes, and the one place that writes error responses. */
 import { Hono } from "hono";
 import { CordonError, ErrorCode } from "./errors";
+import { admin } from "./routes/admin";
 import { executions } from "./routes/executions";
+import { validate } from "./routes/validate";
 
 export const app = new Hono<{ Bindings: Env }>();
 
 app.get("/healthz", (c) => c.json({ ok: true }));
 app.route("/v1/executions", executions);
+app.route("/v1/validate", validate);
+app.route("/v1/admin", admin);
 
 app.notFound(() => {
   throw new CordonError(ErrorCode.NOT_FOUND, "no such route");

@@ -12,6 +12,14 @@ export const ErrorCode = {
   PAYLOAD_TOO_LARGE: "PAYLOAD_TOO_LARGE",
   NOT_FOUND: "NOT_FOUND",
   METHOD_NOT_ALLOWED: "METHOD_NOT_ALLOWED",
+  /** No API key, a malformed one, or one that is unknown or revoked. */
+  UNAUTHORIZED: "UNAUTHORIZED",
+  /** The request asks for a trust level above its tenant's ceiling. */
+  TRUST_LEVEL_EXCEEDED: "TRUST_LEVEL_EXCEEDED",
+  /** The trust level does not allow the requested runtime. */
+  RUNTIME_NOT_ALLOWED: "RUNTIME_NOT_ALLOWED",
+  /** Over the tenant's (or key's) execution rate, or its cap on concurrently running executions. */
+  RATE_LIMITED: "RATE_LIMITED",
   /** The job ran past its wall-clock timeout or its CPU budget. */
   SANDBOX_TIMEOUT: "SANDBOX_TIMEOUT",
   /** The job's isolate ran out of memory (the runner holding it was killed). */
@@ -40,6 +48,10 @@ export const ERROR_STATUS = {
   PAYLOAD_TOO_LARGE: 413,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  UNAUTHORIZED: 401,
+  TRUST_LEVEL_EXCEEDED: 403,
+  RUNTIME_NOT_ALLOWED: 403,
+  RATE_LIMITED: 429,
   SANDBOX_TIMEOUT: 408,
   SANDBOX_MEMORY_LIMIT: 422,
   SANDBOX_NETWORK_BLOCKED: 403,

@@ -1,6 +1,8 @@
 /** The Cordon dispatcher Worker. */
 import { app } from "./app";
 
+export { RateLimiter } from "./durable/rate-limiter";
+
 export default {
   fetch: app.fetch,
 } satisfies ExportedHandler<Env>;

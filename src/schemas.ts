@@ -4,11 +4,22 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors";
 import { LogEntry } from "./edge/protocol";
+import { TRUST_LEVELS } from "./policy/trust";
 
 /** Largest accepted request body; larger bodies get 413 PAYLOAD_TOO_LARGE before parsing. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 export const MAX_CODE_CHARS = 256 * 1024;
 export const MAX_TEST_CASES = 50;
+export const MAX_METADATA_KEYS = 16;
+export const MAX_METADATA_BYTES = 2 * 1024;
+
+export const TrustLevel = z.enum(TRUST_LEVELS);
+
+/** Caller-supplied labels stored with the execution record (bounded: 16 keys, 2 KiB as JSON). */
+export const Metadata = z
+  .record(z.string().min(1).max(64), z.union([z.string().max(256), z.number(), z.boolean()]))
+  .refine((value) => Object.keys(value).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} keys`)
+  .refine((value) => JSON.stringify(value).length <= MAX_METADATA_BYTES, `at most ${MAX_METADATA_BYTES} bytes as JSON`);
 
 const positiveMs = z.number().int().positive();
 
@@ -33,6 +44,9 @@ export const ExecutionRequest = z
     /** For a Worker `{ fetch }` export: the request it receives (see README "Code forms"). */
     request: JobRequestSpec.optional(),
     captureConsole: z.boolean().default(true),
+    /** At most the tenant's ceiling; defaults to it. */
+    trustLevel: TrustLevel.optional(),
+    metadata: Metadata.optional(),
     timeout: positiveMs.optional(),
     memory: z.number().int().positive().optional(),
     limits: z
@@ -40,6 +54,8 @@ export const ExecutionRequest = z
         cpuTime: positiveMs.optional(),
         timeout: positiveMs.optional(),
         memory: z.number().int().positive().optional(),
+        logBytes: z.number().int().positive().optional(),
+        outputBytes: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),
@@ -101,7 +117,19 @@ export const ExecutionResult = z.object({
   logs: z.array(LogEntry),
   logsTruncated: z.boolean(),
   metrics: Metrics,
-  limits: z.object({ timeoutMs: z.number(), cpuTimeMs: z.number(), memoryMb: z.number() }),
+  tenantId: z.string(),
+  trustLevel: TrustLevel,
+  limits: z.object({
+    timeoutMs: z.number(),
+    cpuTimeMs: z.number(),
+    memoryMb: z.number(),
+    logBytes: z.number(),
+    outputBytes: z.number(),
+    subrequests: z.number(),
+    bindingCalls: z.number(),
+  }),
+  codeSha256: z.string(),
+  metadata: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
   tests: z.object({ cases: z.array(TestCaseResult), allTestsPassed: z.boolean() }).optional(),
   error: ExecutionError.optional(),
   createdAt: z.string(),

@@ -1,5 +1,13 @@
-import { describe, expect, it } from "vitest";
-import { call, execute } from "./helpers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createTenant, type TestTenant } from "./helpers";
+
+let tenant: TestTenant;
+const execute = (job: Record<string, unknown>) => tenant.execute(job);
+const call = (path: string) => tenant.get(path);
+
+beforeAll(async () => {
+  tenant = await createTenant();
+});
 
 describe("POST /v1/executions: function form", () => {
   it("runs a default-exported async function with the input and returns its value", async () => {
@@ -250,6 +258,6 @@ describe("isolation and storage", () => {
       memory: 4096,
       limits: { cpuTime: 10 },
     });
-    expect(body.limits).toEqual({ timeoutMs: 30_000, cpuTimeMs: 10, memoryMb: 128 });
+    expect(body.limits).toMatchObject({ timeoutMs: 30_000, cpuTimeMs: 10, memoryMb: 128 });
   });
 });

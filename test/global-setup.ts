@@ -10,7 +10,7 @@ export async function setup(): Promise<void> {
   host = await startHost({
     port: Number(process.env.CORDON_TEST_HOST_PORT),
     token: process.env.CORDON_TEST_HOST_TOKEN ?? "",
-    edgeRunners: 3,
+    edgeRunners: 2,
     heapLimitMb: 128,
   });
 }

@@ -3,8 +3,17 @@
  * a stored record, while the dispatcher keeps answering other requests. The timing bound here is a
  * correctness property (a job must not outlive its deadline), not a speed target.
  */
-import { describe, expect, it } from "vitest";
-import { call, execute } from "./helpers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call as callRoute, createTenant, type TestTenant } from "./helpers";
+
+// A medium-trust tenant: its jobs run in their own runner pool (cordon), apart from other test files.
+let tenant: TestTenant;
+const execute = (job: Record<string, unknown>) => tenant.execute(job);
+const call = (path: string) => (path === "/healthz" ? callRoute(path) : tenant.get(path));
+
+beforeAll(async () => {
+  tenant = await createTenant({ maxTrustLevel: "medium" });
+});
 
 const TIMEOUT_MS = 1_000;
 const GRACE_MS = 2_000;

@@ -1,10 +1,16 @@
 /** Hostile and malformed requests: always a 4xx with a code from the vocabulary, never a 500 or a hang. */
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../src/errors";
-import { call } from "./helpers";
+import { call as callAs, createTenant, type TestTenant } from "./helpers";
 
+let tenant: TestTenant;
+const call = (path: string, init: RequestInit) => callAs(path, { ...init, key: tenant.key });
 const post = (body: BodyInit | null, contentType: string | null = "application/json") =>
   call("/v1/executions", { method: "POST", headers: contentType ? { "content-type": contentType } : {}, body });
+
+beforeAll(async () => {
+  tenant = await createTenant();
+});
 
 describe("request validation", () => {
   it("refuses a body without a JSON content type (415), instead of reading it as {}", async () => {

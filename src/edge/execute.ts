@@ -1,27 +1,38 @@
 /**
- * Runs one accepted edge job end to end: prepare → runner → judge → store. The result is stored
- * before it is returned, so a caller that gets an id can always read the result back.
+ * Runs one admitted edge job: runner → judge → store. The result is stored before it is returned, so
+ * a caller that gets an id can always read the result back.
  */
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
 import { saveExecution, sha256Hex } from "../store/executions";
 import { judge } from "./judge";
-import { prepareEdgeJob } from "./prepare";
+import type { PreparedJob } from "./prepare";
 import type { EdgeRunner } from "./protocol";
 
-export function newExecutionId(): string {
-  return `exec_${crypto.randomUUID().replaceAll("-", "")}`;
+export interface RunContext {
+  runner: EdgeRunner;
+  db: D1Database;
+  tenantId: string;
+  acceptedAt: Date;
 }
 
-export async function executeEdgeJob(
+export async function runEdgeJob(
   job: ExecutionRequest,
-  runner: EdgeRunner,
-  db: D1Database,
+  prepared: PreparedJob,
+  context: RunContext,
 ): Promise<ExecutionResult> {
-  const id = newExecutionId();
-  const createdAt = new Date();
-  const prepared = prepareEdgeJob(job, id, createdAt.getTime());
-  const [reply, codeSha256] = await Promise.all([runner.run(prepared.runnerRequest), sha256Hex(job.code)]);
-  const result = judge(id, job, prepared, reply, { createdAt, finishedAt: new Date() });
-  await saveExecution(db, result, codeSha256);
+  const [reply, codeSha256] = await Promise.all([context.runner.run(prepared.runnerRequest), sha256Hex(job.code)]);
+  const result = judge(
+    {
+      id: prepared.runnerRequest.executionId,
+      tenantId: context.tenantId,
+      codeSha256,
+      createdAt: context.acceptedAt,
+      finishedAt: new Date(),
+    },
+    job,
+    prepared,
+    reply,
+  );
+  await saveExecution(context.db, result);
   return result;
 }

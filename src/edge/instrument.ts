@@ -29,7 +29,7 @@ const IMPORT_REWRITES: Readonly<Record<string, string>> = {
 };
 
 export interface Violation {
-  rule: "import-not-allowed" | "dynamic-import" | "reserved-identifier";
+  rule: "import-not-allowed" | "dynamic-import" | "reserved-identifier" | "construct-refused";
   message: string;
   line: number;
   column: number;
@@ -63,7 +63,13 @@ interface FunctionNode extends Positioned {
 
 const FUNCTION_TYPES = new Set(["FunctionDeclaration", "FunctionExpression", "ArrowFunctionExpression"]);
 
-export function instrumentJob(source: string): InstrumentResult {
+export interface InstrumentOptions {
+  /** Global names this job's cordon refuses (e.g. `eval` for low and untrusted). */
+  refusedGlobals?: ReadonlySet<string>;
+}
+
+export function instrumentJob(source: string, options: InstrumentOptions = {}): InstrumentResult {
+  const refusedGlobals = options.refusedGlobals ?? new Set<string>();
   let program: Node;
   try {
     program = parse(source, { ecmaVersion: "latest", sourceType: "module", locations: true });
@@ -102,6 +108,13 @@ export function instrumentJob(source: string): InstrumentResult {
   };
 
   const checkName = (node: Positioned & { name: string }) => {
+    if (refusedGlobals.has(node.name)) {
+      violations.push({
+        rule: "construct-refused",
+        message: `\`${node.name}\` is not allowed at this trust level`,
+        ...at(node),
+      });
+    }
     if (!node.name.startsWith(RESERVED_PREFIX)) return;
     violations.push({
       rule: "reserved-identifier",

@@ -11,7 +11,11 @@ import type { PreparedJob } from "./prepare";
 import type { CallOutcome, ErrorInfo, HarnessReport, RunnerReply } from "./protocol";
 import { firstJobLocation, remapStack, type SourceMapV3 } from "./source-map";
 
-export interface Timing {
+/** What the dispatcher knows of the job besides its report. */
+export interface JobRecord {
+  id: string;
+  tenantId: string;
+  codeSha256: string;
   createdAt: Date;
   finishedAt: Date;
 }
@@ -19,20 +23,23 @@ export interface Timing {
 type Verdict = Pick<ExecutionResult, "status" | "success" | "output" | "tests" | "error">;
 
 export function judge(
-  id: string,
+  record: JobRecord,
   job: ExecutionRequest,
   prepared: PreparedJob,
   reply: RunnerReply,
-  timing: Timing,
 ): ExecutionResult {
   const base = {
-    id,
+    id: record.id,
     runtime: "edge" as const,
+    tenantId: record.tenantId,
+    trustLevel: prepared.trustLevel,
     limits: prepared.limits,
-    createdAt: timing.createdAt.toISOString(),
-    finishedAt: timing.finishedAt.toISOString(),
+    codeSha256: record.codeSha256,
+    metadata: job.metadata ?? {},
+    createdAt: record.createdAt.toISOString(),
+    finishedAt: record.finishedAt.toISOString(),
   };
-  const duration = timing.finishedAt.getTime() - timing.createdAt.getTime();
+  const duration = record.finishedAt.getTime() - record.createdAt.getTime();
   if (!reply.ok) {
     const error: ErrorBody = { code: reply.error.code, message: reply.error.message, logsLost: true };
     return {

@@ -4,7 +4,8 @@
  * CordonError before anything runs (such a request is not an accepted job). No I/O.
  */
 import { CordonError, ErrorCode } from "../errors";
-import { clampLimits, EDGE_OUTPUT_BOUNDS, type EffectiveLimits } from "../policy/limits";
+import { LOG_BOUNDS, resolveLimits, type EffectiveLimits } from "../policy/limits";
+import { CORDONS, type TrustLevel } from "../policy/trust";
 import type { ExecutionRequest } from "../schemas";
 import { instrumentJob, type ExportKind } from "./instrument";
 import { isolateModules } from "./modules";
@@ -17,13 +18,24 @@ export const JOB_REQUEST_ORIGIN = "https://job.cordon.invalid";
 
 export interface PreparedJob {
   runnerRequest: RunnerRequest;
+  trustLevel: TrustLevel;
   limits: EffectiveLimits;
   sourceMap: SourceMapV3;
   exportKind: ExportKind;
 }
 
-export function prepareEdgeJob(job: ExecutionRequest, executionId: string, now: number): PreparedJob {
-  const instrumented = instrumentJob(job.code);
+export interface JobIdentity {
+  executionId: string;
+  /** The effective trust level (already checked against the tenant's ceiling). */
+  trustLevel: TrustLevel;
+  /** Epoch ms at which the job was accepted; its deadline counts from here. */
+  acceptedAt: number;
+}
+
+export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): PreparedJob {
+  const { executionId, trustLevel } = identity;
+  const cordon = CORDONS[trustLevel];
+  const instrumented = instrumentJob(job.code, { refusedGlobals: new Set(cordon.refusedConstructs) });
   if (!instrumented.ok) {
     switch (instrumented.kind) {
       case "syntax":
@@ -46,27 +58,33 @@ export function prepareEdgeJob(job: ExecutionRequest, executionId: string, now: 
     );
   }
 
-  const limits = clampLimits({
+  const limits = resolveLimits(trustLevel, {
     timeoutMs: job.limits?.timeout ?? job.timeout,
     cpuTimeMs: job.limits?.cpuTime,
     memoryMb: job.limits?.memory ?? job.memory,
+    logBytes: job.limits?.logBytes,
+    outputBytes: job.limits?.outputBytes,
   });
   const inputs = job.test ? job.test.cases.map((testCase) => testCase.input) : [job.input ?? null];
   return {
     limits,
+    trustLevel,
     sourceMap: instrumented.map,
     exportKind: instrumented.exportKind,
     runnerRequest: {
       executionId,
+      cordon: trustLevel,
       modules: isolateModules(instrumented.code),
       timeoutMs: limits.timeoutMs,
       cpuTimeMs: limits.cpuTimeMs,
       memoryMb: limits.memoryMb,
       spec: {
         executionId,
-        deadline: now + limits.timeoutMs,
+        deadline: identity.acceptedAt + limits.timeoutMs,
         captureConsole: job.captureConsole,
-        ...EDGE_OUTPUT_BOUNDS,
+        ...LOG_BOUNDS,
+        maxLogBytes: limits.logBytes,
+        maxOutputBytes: limits.outputBytes,
         inputs,
         request: jobRequest(job),
       },

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ErrorCode } from "../errors";
+import { TRUST_LEVELS } from "../policy/trust";
 
 const jsonValue = z.json();
 
@@ -33,6 +34,8 @@ export type HarnessSpec = z.infer<typeof HarnessSpec>;
 
 export const RunnerRequest = z.object({
   executionId: z.string(),
+  /** The job's trust level: runners are never shared across cordons. */
+  cordon: z.enum(TRUST_LEVELS),
   modules: z.record(z.string(), z.string()),
   spec: HarnessSpec,
   timeoutMs: z.number().int().positive(),

@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import { CordonError, ErrorCode } from "../errors";
 import { MAX_BODY_BYTES } from "../schemas";
+import { validationError } from "./query";
 
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.infer<S>> {
   const contentType = request.headers.get("content-type") ?? "";
@@ -26,15 +27,7 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
     );
   }
   const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    throw new CordonError(ErrorCode.VALIDATION_ERROR, "the request body does not match the schema", {
-      issues: parsed.error.issues.map((issue) => ({
-        path: issue.path.map(String).join("."),
-        message: issue.message,
-        code: issue.code,
-      })),
-    });
-  }
+  if (!parsed.success) throw validationError("the request body does not match the schema", parsed.error);
   return parsed.data;
 }
 

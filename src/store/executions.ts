@@ -1,23 +1,25 @@
 /**
- * The execution log in D1: one row per accepted job, holding its final result.
- * The whole result is kept as JSON (parsed back through its schema on read); the columns beside it
- * exist for filtering and listing.
+ * The execution log in D1: one row per accepted job, holding its final result. The whole result is
+ * kept as JSON (parsed back through its schema on read); the columns beside it exist for scoping,
+ * filtering and listing. Every read is scoped to a tenant.
  */
-import { ExecutionResult } from "../schemas";
+import { ExecutionResult, type ExecutionStatus } from "../schemas";
 
-export async function saveExecution(db: D1Database, result: ExecutionResult, codeSha256: string): Promise<void> {
+export async function saveExecution(db: D1Database, result: ExecutionResult): Promise<void> {
   await db
     .prepare(
-      `INSERT INTO executions (id, runtime, status, success, error_code, code_sha256, result_json, created_at, finished_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO executions (id, tenant_id, trust_level, runtime, status, success, error_code, code_sha256, result_json, created_at, finished_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       result.id,
+      result.tenantId,
+      result.trustLevel,
       result.runtime,
       result.status,
       result.success ? 1 : 0,
       result.error?.code ?? null,
-      codeSha256,
+      result.codeSha256,
       JSON.stringify(result),
       result.createdAt,
       result.finishedAt,
@@ -25,13 +27,76 @@ export async function saveExecution(db: D1Database, result: ExecutionResult, cod
     .run();
 }
 
-export async function findExecution(db: D1Database, id: string): Promise<ExecutionResult | null> {
+export async function findExecution(db: D1Database, tenantId: string, id: string): Promise<ExecutionResult | null> {
   const row = await db
-    .prepare("SELECT result_json FROM executions WHERE id = ?")
-    .bind(id)
+    .prepare("SELECT result_json FROM executions WHERE id = ? AND tenant_id = ?")
+    .bind(id, tenantId)
     .first<{ result_json: string }>();
-  if (!row) return null;
-  return ExecutionResult.parse(JSON.parse(row.result_json));
+  return row ? ExecutionResult.parse(JSON.parse(row.result_json)) : null;
+}
+
+export interface ListQuery {
+  status?: ExecutionStatus | undefined;
+  runtime?: "edge" | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+/** A listed execution: the result without its output and logs (fetch one by id for those). */
+export type ExecutionSummary = Omit<ExecutionResult, "output" | "logs" | "tests">;
+
+export async function listExecutions(
+  db: D1Database,
+  tenantId: string,
+  query: ListQuery,
+): Promise<{ executions: ExecutionSummary[]; nextCursor: string | null }> {
+  const clauses = ["tenant_id = ?"];
+  const bindings: (string | number)[] = [tenantId];
+  if (query.status) {
+    clauses.push("status = ?");
+    bindings.push(query.status);
+  }
+  if (query.runtime) {
+    clauses.push("runtime = ?");
+    bindings.push(query.runtime);
+  }
+  const after = query.cursor ? decodeCursor(query.cursor) : null;
+  if (after) {
+    clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
+    bindings.push(after.createdAt, after.createdAt, after.id);
+  }
+  const { results } = await db
+    .prepare(
+      `SELECT result_json FROM executions WHERE ${clauses.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
+    )
+    .bind(...bindings, query.limit + 1)
+    .all<{ result_json: string }>();
+  const page = results
+    .slice(0, query.limit)
+    .map((row) => summarise(ExecutionResult.parse(JSON.parse(row.result_json))));
+  const last = page.at(-1);
+  const nextCursor = results.length > query.limit && last ? encodeCursor(last.createdAt, last.id) : null;
+  return { executions: page, nextCursor };
+}
+
+/** Cursors are opaque to callers; a malformed one decodes to null (the route answers 422). */
+export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
+  try {
+    const [createdAt, id] = atob(cursor.replaceAll("-", "+").replaceAll("_", "/")).split("|");
+    if (!createdAt || !id) return null;
+    return { createdAt, id };
+  } catch {
+    return null;
+  }
+}
+
+function encodeCursor(createdAt: string, id: string): string {
+  return btoa(`${createdAt}|${id}`).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+}
+
+function summarise(result: ExecutionResult): ExecutionSummary {
+  const { output: _output, logs: _logs, tests: _tests, ...summary } = result;
+  return summary;
 }
 
 export async function sha256Hex(text: string): Promise<string> {

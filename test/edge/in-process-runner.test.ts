@@ -11,9 +11,19 @@ import { ExecutionRequest } from "../../src/schemas";
 
 async function runInProcess(job: Record<string, unknown>) {
   const request = ExecutionRequest.parse({ runtime: "edge", ...job });
-  const prepared = prepareEdgeJob(request, "exec_inprocess", Date.now());
+  const prepared = prepareEdgeJob(request, {
+    executionId: "exec_inprocess",
+    trustLevel: "high",
+    acceptedAt: Date.now(),
+  });
   const reply = await runInLoader(env.LOADER, prepared.runnerRequest);
-  return judge("exec_inprocess", request, prepared, reply, { createdAt: new Date(), finishedAt: new Date() });
+  const now = new Date();
+  return judge(
+    { id: "exec_inprocess", tenantId: "ten_test", codeSha256: "", createdAt: now, finishedAt: now },
+    request,
+    prepared,
+    reply,
+  );
 }
 
 describe("in-process runner (Worker Loader of the dispatcher)", () => {
