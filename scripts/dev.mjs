@@ -5,12 +5,14 @@
  * then starts `wrangler dev` pointed at it. Ctrl-C stops both.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { DEV_KEY_FILE, loadDevVars } from "./local-config.mjs";
 
 const HOST_PORT = Number(process.env.CORDON_HOST_PORT ?? 8788);
 const DEV_PORT = Number(process.env.PORT ?? 8787);
-const hostToken = randomBytes(24).toString("hex");
 const hostUrl = `http://127.0.0.1:${HOST_PORT}`;
+const devUrl = `http://127.0.0.1:${DEV_PORT}`;
+const { ADMIN_TOKEN, CORDON_HOST_TOKEN: hostToken } = loadDevVars();
 
 const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", "DB", "--local"], {
   stdio: ["ignore", "inherit", "inherit"],
@@ -37,20 +39,46 @@ host.on("exit", (code) => {
 });
 await waitFor(`${hostUrl}/healthz`, 30_000);
 
-const dev = spawn(
-  "wrangler",
-  ["dev", "--port", String(DEV_PORT), "--var", `CORDON_HOST_URL:${hostUrl}`, "--var", `CORDON_HOST_TOKEN:${hostToken}`],
-  { stdio: "inherit" },
-);
+// wrangler dev reads ADMIN_TOKEN and CORDON_HOST_TOKEN from .dev.vars itself.
+const dev = spawn("wrangler", ["dev", "--port", String(DEV_PORT), "--var", `CORDON_HOST_URL:${hostUrl}`], {
+  stdio: "inherit",
+});
 children.push(dev);
 dev.on("exit", (code) => stopAll(code ?? 0));
-await waitFor(`http://127.0.0.1:${DEV_PORT}/healthz`, 60_000);
+await waitFor(`${devUrl}/healthz`, 60_000);
+const devKey = await ensureDevKey();
 console.log(`
-  Cordon is up: http://127.0.0.1:${DEV_PORT}
+  Cordon is up: ${devUrl}
+  Dev API key (tenant "dev", trust ceiling high):
+
+    export CORDON_KEY=${devKey}
+
   Try:
-    curl -s http://127.0.0.1:${DEV_PORT}/v1/executions -H 'content-type: application/json' \\
+    curl -s ${devUrl}/v1/executions -H "authorization: Bearer $CORDON_KEY" -H 'content-type: application/json' \\
       -d '{"runtime":"edge","code":"export default async function (input) { return input.a + input.b }","input":{"a":2,"b":3}}'
 `);
+
+/** Reuses the saved dev key while it still works (the local D1 persists); otherwise creates a dev tenant. */
+async function ensureDevKey() {
+  if (existsSync(DEV_KEY_FILE)) {
+    const { key } = JSON.parse(readFileSync(DEV_KEY_FILE, "utf8"));
+    const probe = await fetch(`${devUrl}/v1/executions?limit=1`, { headers: { authorization: `Bearer ${key}` } });
+    if (probe.ok) return key;
+  }
+  const response = await fetch(`${devUrl}/v1/admin/tenants`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "dev", maxTrustLevel: "high", rateLimit: 100_000, maxConcurrency: 50 }),
+  });
+  if (!response.ok) {
+    console.error(`[cordon] could not create the dev tenant: ${response.status} ${await response.text()}`);
+    stopAll(1);
+  }
+  const { apiKey } = await response.json();
+  mkdirSync(".wrangler", { recursive: true });
+  writeFileSync(DEV_KEY_FILE, JSON.stringify({ key: apiKey.key }));
+  return apiKey.key;
+}
 
 async function waitFor(url, timeoutMs) {
   const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,224 @@
+/** The front door: API keys, tenant scoping, trust levels, rate limits, validation, history. */
+import { describe, expect, it } from "vitest";
+import readme from "../README.md?raw";
+import { CordonError } from "../src/errors";
+import { effectiveTrustLevel } from "../src/policy/admission";
+import { renderTrustTable } from "../src/policy/trust-table";
+import { admin, call, createTenant, postJson } from "./helpers";
+
+const TRIVIAL = "export default async () => 1";
+
+describe("admin API", () => {
+  it("refuses calls without the admin token", async () => {
+    const anonymous = await call("/v1/admin/tenants", { method: "POST" });
+    expect(anonymous.status).toBe(401);
+    const wrong = await call("/v1/admin/tenants/ten_x", { key: "not-the-token" });
+    expect(wrong.body.error?.code).toBe("UNAUTHORIZED");
+  });
+
+  it("shows a key once and stores only its hash", async () => {
+    const tenant = await createTenant({ name: "acme" });
+    expect(tenant.key).toMatch(/^ck_[a-z0-9]{12}_[a-z0-9]{32}$/);
+    const listed = await admin("GET", `/tenants/${tenant.id}`);
+    const keys = listed.body.keys as Record<string, unknown>[];
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatchObject({ prefix: tenant.key.slice(0, 15), revokedAt: null });
+    expect(JSON.stringify(listed.body)).not.toContain(tenant.key);
+    expect(keys[0]).not.toHaveProperty("hash");
+  });
+
+  it("updates a tenant's limits and validates the change", async () => {
+    const tenant = await createTenant();
+    const updated = await admin("PATCH", `/tenants/${tenant.id}`, { maxTrustLevel: "low", rateLimit: 7 });
+    expect(updated.body.tenant).toMatchObject({ maxTrustLevel: "low", rateLimitPerHour: 7 });
+    expect((await admin("PATCH", `/tenants/${tenant.id}`, { maxTrustLevel: "root" })).status).toBe(422);
+    expect((await admin("PATCH", "/tenants/ten_missing", { rateLimit: 1 })).status).toBe(404);
+  });
+});
+
+describe("API keys", () => {
+  it("refuses a missing, malformed or unknown key with 401", async () => {
+    const job = { runtime: "edge", code: TRIVIAL };
+    expect((await postJson("/v1/executions", job)).status).toBe(401);
+    expect((await postJson("/v1/executions", job, "ck_short")).status).toBe(401);
+    const unknown = await postJson("/v1/executions", job, `ck_${"a".repeat(12)}_${"b".repeat(32)}`);
+    expect(unknown.status).toBe(401);
+    expect(unknown.body.error?.code).toBe("UNAUTHORIZED");
+  });
+
+  it("stops accepting a revoked key, and a rotated key's old value", async () => {
+    const tenant = await createTenant();
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+
+    const rotated = await admin("POST", `/keys/${tenant.keyId}/rotate`);
+    const fresh = rotated.body.apiKey as { key: string; id: string };
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(401);
+    expect((await postJson("/v1/executions", { runtime: "edge", code: TRIVIAL }, fresh.key)).status).toBe(200);
+
+    await admin("POST", `/keys/${fresh.id}/revoke`);
+    expect((await postJson("/v1/executions", { runtime: "edge", code: TRIVIAL }, fresh.key)).status).toBe(401);
+  });
+
+  it("keeps the health check open", async () => {
+    expect((await call("/healthz")).status).toBe(200);
+  });
+});
+
+describe("tenant scoping", () => {
+  it("answers another tenant's execution id with 404, and lists only the caller's executions", async () => {
+    const alice = await createTenant({ name: "alice" });
+    const bob = await createTenant({ name: "bob" });
+    const secret = await alice.execute({ code: "export default async () => 'alice-secret'" });
+
+    const peek = await bob.get(`/v1/executions/${secret.body.id}`);
+    expect(peek.status).toBe(404);
+    expect(JSON.stringify(peek.body)).not.toContain("alice-secret");
+    expect((await alice.get(`/v1/executions/${secret.body.id}`)).body.output).toBe("alice-secret");
+
+    const bobsList = await bob.get("/v1/executions");
+    expect(bobsList.body.executions).toEqual([]);
+  });
+});
+
+describe("trust cordons", () => {
+  it("refuses a trust level above the tenant's ceiling with 403", async () => {
+    const tenant = await createTenant({ maxTrustLevel: "low" });
+    const { status, body } = await tenant.execute({ code: TRIVIAL, trustLevel: "high" });
+    expect(status).toBe(403);
+    expect(body.error).toMatchObject({ code: "TRUST_LEVEL_EXCEEDED", requested: "high", ceiling: "low" });
+  });
+
+  it("runs at a lower level when asked, with that level's limits, clamped to its maxima", async () => {
+    const tenant = await createTenant({ maxTrustLevel: "high" });
+    const { body } = await tenant.execute({ code: TRIVIAL, trustLevel: "untrusted", timeout: 60_000 });
+    expect(body.trustLevel).toBe("untrusted");
+    expect(body.limits).toMatchObject({ timeoutMs: 5_000, cpuTimeMs: 50, bindingCalls: 0 });
+    const stored = await tenant.get(`/v1/executions/${body.id}`);
+    expect(stored.body.trustLevel).toBe("untrusted");
+  });
+
+  it("defaults to the tenant's ceiling", async () => {
+    const tenant = await createTenant({ maxTrustLevel: "medium" });
+    const { body } = await tenant.execute({ code: TRIVIAL });
+    expect(body.trustLevel).toBe("medium");
+    expect(body.limits?.timeoutMs).toBe(10_000);
+  });
+
+  it("refuses eval and the Function constructor at low and untrusted, but not at high", async () => {
+    const tenant = await createTenant({ maxTrustLevel: "high" });
+    const code = "export default async () => typeof eval + typeof Function";
+    const untrusted = await tenant.execute({ code, trustLevel: "untrusted" });
+    expect(untrusted.status).toBe(403);
+    const reasons = untrusted.body.error?.reasons as { rule: string; message: string }[];
+    expect(reasons.map((reason) => reason.rule)).toEqual(["construct-refused", "construct-refused"]);
+    expect((await tenant.execute({ code, trustLevel: "high" })).body.output).toBe("functionfunction");
+  });
+
+  it("refuses a runtime the level does not allow", () => {
+    expect(() => effectiveTrustLevel("untrusted", "high", "node")).toThrow(CordonError);
+    expect(effectiveTrustLevel(undefined, "low", "node")).toBe("low");
+  });
+
+  it("documents in the README exactly the table the policy module holds", () => {
+    expect(readme).toContain(renderTrustTable());
+  });
+});
+
+describe("rate limits", () => {
+  it("holds the hourly limit exactly under a parallel burst, with headers", async () => {
+    const tenant = await createTenant({ rateLimit: 5 });
+    const burst = await Promise.all(Array.from({ length: 12 }, () => tenant.execute({ code: TRIVIAL })));
+    const statuses = burst.map((response) => response.status).sort();
+    expect(statuses.filter((status) => status === 200)).toHaveLength(5);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(7);
+
+    const refused = burst.find((response) => response.status === 429);
+    expect(refused?.body.error).toMatchObject({ code: "RATE_LIMITED", limit: "tenant_rate" });
+    expect(Number(refused?.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(refused?.headers.get("ratelimit-limit")).toBe("5");
+    expect(refused?.headers.get("ratelimit-remaining")).toBe("0");
+    const accepted = burst.find((response) => response.status === 200);
+    expect(accepted?.headers.get("ratelimit-limit")).toBe("5");
+    expect(Number(accepted?.headers.get("ratelimit-reset"))).toBeGreaterThan(0);
+  });
+
+  it("does not count code refused before running", async () => {
+    const tenant = await createTenant({ rateLimit: 1 });
+    expect((await tenant.execute({ code: "export default (" })).status).toBe(422);
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+  });
+
+  it("applies a key's own limit", async () => {
+    const tenant = await createTenant({ rateLimit: 100 });
+    const limited = await admin("POST", `/tenants/${tenant.id}/keys`, { name: "ci", rateLimit: 2 });
+    const key = (limited.body.apiKey as { key: string }).key;
+    const run = () => postJson("/v1/executions", { runtime: "edge", code: TRIVIAL }, key);
+    expect([(await run()).status, (await run()).status]).toEqual([200, 200]);
+    const third = await run();
+    expect(third.status).toBe(429);
+    expect(third.body.error?.limit).toBe("key_rate");
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+  });
+
+  it("caps concurrently running executions", async () => {
+    const tenant = await createTenant({ maxConcurrency: 1 });
+    const slow = tenant.execute({
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 800)); return 1 }",
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const second = await tenant.execute({ code: TRIVIAL });
+    expect(second.status).toBe(429);
+    expect(second.body.error?.limit).toBe("concurrency");
+    expect((await slow).status).toBe(200);
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+  });
+});
+
+describe("POST /v1/validate", () => {
+  it("reports syntax errors, refused constructs and valid code without running anything", async () => {
+    const tenant = await createTenant({ maxTrustLevel: "high" });
+    const validate = (body: Record<string, unknown>) => postJson("/v1/validate", body, tenant.key);
+
+    const syntax = await validate({ code: "export default async () => {\n  return 1 +\n}" });
+    expect(syntax.body).toMatchObject({ valid: false, problems: [{ rule: "syntax-error", line: 3, column: 1 }] });
+    const refused = await validate({ code: "export default () => eval('1')", trustLevel: "low" });
+    expect(refused.body).toMatchObject({ valid: false, trustLevel: "low", problems: [{ rule: "construct-refused" }] });
+    const ok = await validate({ code: "export default { fetch() { return new Response('x') } }" });
+    expect(ok.body).toMatchObject({ valid: true, exportKind: "fetch-handler" });
+    expect((await tenant.get("/v1/executions")).body.executions).toEqual([]);
+  });
+});
+
+describe("execution history", () => {
+  it("lists newest first with cursor pagination and filters, carrying metadata and the code's hash", async () => {
+    const tenant = await createTenant();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const code = i === 2 ? "export default async () => { throw new Error('x') }" : TRIVIAL;
+      ids.push(String((await tenant.execute({ code, metadata: { run: i } })).body.id));
+    }
+    const first = await tenant.get("/v1/executions?limit=2");
+    const page1 = first.body.executions as { id: string; metadata: unknown; codeSha256: string }[];
+    expect(page1.map((entry) => entry.id)).toEqual([ids[4], ids[3]]);
+    expect(page1[0]?.metadata).toEqual({ run: 4 });
+    expect(page1[0]?.codeSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(page1[0]).not.toHaveProperty("logs");
+
+    const second = await tenant.get(`/v1/executions?limit=2&cursor=${first.body.nextCursor}`);
+    expect((second.body.executions as { id: string }[]).map((entry) => entry.id)).toEqual([ids[2], ids[1]]);
+    const third = await tenant.get(`/v1/executions?limit=2&cursor=${second.body.nextCursor}`);
+    expect((third.body.executions as { id: string }[]).map((entry) => entry.id)).toEqual([ids[0]]);
+    expect(third.body.nextCursor).toBeNull();
+
+    const failed = await tenant.get("/v1/executions?status=failed");
+    expect((failed.body.executions as { id: string }[]).map((entry) => entry.id)).toEqual([ids[2]]);
+    expect((await tenant.get("/v1/executions?limit=500")).status).toBe(422);
+    expect((await tenant.get("/v1/executions?cursor=%%%")).status).toBe(422);
+  });
+
+  it("bounds caller metadata", async () => {
+    const tenant = await createTenant();
+    const tooMany = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i]));
+    expect((await tenant.execute({ code: TRIVIAL, metadata: tooMany })).status).toBe(422);
+  });
+});
