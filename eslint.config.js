@@ -12,7 +12,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["scripts/**/*.mjs", "bench/**/*.mjs", "bench/**/*.js"],
+    files: ["scripts/**/*.mjs", "bench/**/*.mjs", "bench/**/*.js", "workers/**/*.js"],
     languageOptions: {
       globals: {
         process: "readonly",

@@ -20,6 +20,7 @@ process.env.CORDON_TEST_HOST_PORT ??= String(await freePort());
 process.env.CORDON_TEST_HOST_TOKEN ??= randomBytes(16).toString("hex");
 /** The admin token of the dispatcher under test; tests import it from test/helpers.ts. */
 const TEST_ADMIN_TOKEN = "test-admin-token";
+const PROJECT_NAME = "cordon";
 
 export default defineConfig({
   plugins: [
@@ -32,10 +33,25 @@ export default defineConfig({
           ADMIN_TOKEN: TEST_ADMIN_TOKEN,
           TEST_MIGRATIONS: await readD1Migrations("./migrations"),
         },
+        serviceBindings: { EXAMPLE_CLIENT: "cordon-example-client" },
+        workers: [
+          {
+            // workers/example-client runs as an auxiliary Worker bound to the dispatcher's SandboxService.
+            name: "cordon-example-client",
+            modules: true,
+            scriptPath: "./workers/example-client/index.js",
+            compatibilityDate: "2026-10-20",
+            // The plugin runs the Worker under test as "vitest-plugin-runner-<project name>" and does not
+            // rewrite auxiliary Workers' bindings to it, so the binding names the runner directly.
+            serviceBindings: { CORDON: { name: `vitest-plugin-runner-${PROJECT_NAME}`, entrypoint: "SandboxService" } },
+            bindings: { CORDON_API_KEY: "ck_exampleclnt0_examplekeyexamplekeyexamplekey00" },
+          },
+        ],
       },
     })),
   ],
   test: {
+    name: PROJECT_NAME,
     include: ["test/**/*.test.ts"],
     // The summary reporter prints a closing "N passed, N failed" line that CI logs are read by.
     reporters: ["default", "./test/summary-reporter.ts"],

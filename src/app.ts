@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { CordonError, ErrorCode } from "./errors";
 import { admin } from "./routes/admin";
 import { executions } from "./routes/executions";
+import { setRateHeaders } from "./routes/rate-headers";
 import { validate } from "./routes/validate";
 
 export const app = new Hono<{ Bindings: Env }>();
@@ -17,7 +18,10 @@ app.notFound(() => {
 });
 
 app.onError((error, c) => {
-  if (error instanceof CordonError) return c.json({ error: error.toBody() }, error.status);
+  if (error instanceof CordonError) {
+    if (error.rate) setRateHeaders(c, error.rate);
+    return c.json({ error: error.toBody() }, error.status);
+  }
   console.error(JSON.stringify({ event: "unhandled_error", message: error.message, stack: error.stack }));
   const internal = new CordonError(ErrorCode.INTERNAL_ERROR, "internal error");
   return c.json({ error: internal.toBody() }, internal.status);

@@ -3,6 +3,8 @@
  * failed, is exactly one of these codes. `ERROR_STATUS` is typed `Record<ErrorCode, …>` so adding a
  * code without choosing its HTTP status fails the typecheck.
  */
+import type { RateInfo } from "./service/admission";
+
 export const ErrorCode = {
   /** Body is not JSON, or the JSON content type is missing. */
   INVALID_JSON: "INVALID_JSON",
@@ -72,16 +74,22 @@ export interface ErrorBody {
   [detail: string]: unknown;
 }
 
-/** Thrown inside the dispatcher for a request that must be refused; `onError` turns it into an envelope. */
+/**
+ * Thrown inside the dispatcher for a request that must be refused; each way in turns it into its wire
+ * form (HTTP: `onError` writes the envelope; RPC: `{ ok: false, error }`).
+ */
 export class CordonError extends Error {
   override readonly name = "CordonError";
   readonly code: ErrorCode;
   readonly detail: Record<string, unknown>;
+  /** Rate-limit state to report with the refusal (HTTP: the RateLimit-* and Retry-After headers). */
+  readonly rate: RateInfo | undefined;
 
-  constructor(code: ErrorCode, message: string, detail: Record<string, unknown> = {}) {
+  constructor(code: ErrorCode, message: string, detail: Record<string, unknown> = {}, rate?: RateInfo) {
     super(message);
     this.code = code;
     this.detail = detail;
+    this.rate = rate;
   }
 
   get status(): ErrorStatus {

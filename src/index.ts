@@ -2,6 +2,7 @@
 import { app } from "./app";
 
 export { RateLimiter } from "./durable/rate-limiter";
+export { SandboxService } from "./rpc/sandbox-service";
 
 export default {
   fetch: app.fetch,

@@ -136,3 +136,25 @@ export const ExecutionResult = z.object({
   finishedAt: z.string(),
 });
 export type ExecutionResult = z.infer<typeof ExecutionResult>;
+
+export const MAX_PAGE_SIZE = 100;
+
+export const ListQuery = z
+  .object({
+    status: ExecutionStatus.optional(),
+    runtime: z.literal("edge").optional(),
+    limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(20),
+    /** `nextCursor` of the previous page. */
+    cursor: z.string().min(1).max(512).optional(),
+  })
+  .strict();
+export type ListQuery = z.infer<typeof ListQuery>;
+
+export const ValidateRequest = z
+  .object({
+    runtime: z.literal("edge").default("edge"),
+    code: z.string().min(1).max(MAX_CODE_CHARS),
+    trustLevel: TrustLevel.optional(),
+  })
+  .strict();
+export type ValidateRequest = z.infer<typeof ValidateRequest>;

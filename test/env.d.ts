@@ -8,3 +8,9 @@ declare module "*.md?raw" {
   const text: string;
   export default text;
 }
+
+declare namespace Cloudflare {
+  interface Env {
+    EXAMPLE_CLIENT: Fetcher;
+  }
+}

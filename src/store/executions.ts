@@ -3,7 +3,8 @@
  * kept as JSON (parsed back through its schema on read); the columns beside it exist for scoping,
  * filtering and listing. Every read is scoped to a tenant.
  */
-import { ExecutionResult, type ExecutionStatus } from "../schemas";
+import { CordonError, ErrorCode } from "../errors";
+import { ExecutionResult, type ListQuery } from "../schemas";
 
 export async function saveExecution(db: D1Database, result: ExecutionResult): Promise<void> {
   await db
@@ -35,21 +36,15 @@ export async function findExecution(db: D1Database, tenantId: string, id: string
   return row ? ExecutionResult.parse(JSON.parse(row.result_json)) : null;
 }
 
-export interface ListQuery {
-  status?: ExecutionStatus | undefined;
-  runtime?: "edge" | undefined;
-  limit: number;
-  cursor?: string | undefined;
-}
-
 /** A listed execution: the result without its output and logs (fetch one by id for those). */
 export type ExecutionSummary = Omit<ExecutionResult, "output" | "logs" | "tests">;
 
-export async function listExecutions(
-  db: D1Database,
-  tenantId: string,
-  query: ListQuery,
-): Promise<{ executions: ExecutionSummary[]; nextCursor: string | null }> {
+export interface ExecutionPage {
+  executions: ExecutionSummary[];
+  nextCursor: string | null;
+}
+
+export async function listExecutions(db: D1Database, tenantId: string, query: ListQuery): Promise<ExecutionPage> {
   const clauses = ["tenant_id = ?"];
   const bindings: (string | number)[] = [tenantId];
   if (query.status) {
@@ -60,7 +55,10 @@ export async function listExecutions(
     clauses.push("runtime = ?");
     bindings.push(query.runtime);
   }
-  const after = query.cursor ? decodeCursor(query.cursor) : null;
+  const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
+  if (query.cursor !== undefined && after === null) {
+    throw new CordonError(ErrorCode.VALIDATION_ERROR, "the cursor is not one this API returned", { field: "cursor" });
+  }
   if (after) {
     clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
     bindings.push(after.createdAt, after.createdAt, after.id);
@@ -79,8 +77,8 @@ export async function listExecutions(
   return { executions: page, nextCursor };
 }
 
-/** Cursors are opaque to callers; a malformed one decodes to null (the route answers 422). */
-export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
+/** Cursors are opaque to callers; a malformed one decodes to null. */
+function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
   try {
     const [createdAt, id] = atob(cursor.replaceAll("-", "+").replaceAll("_", "/")).split("|");
     if (!createdAt || !id) return null;

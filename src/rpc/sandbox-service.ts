@@ -1,0 +1,92 @@
+/**
+ * `SandboxService`: the execution API for other Workers over a service binding (Workers RPC).
+ *
+ * A calling Worker identifies its tenant with an API key passed as the first argument of every
+ * method (keep it in a secret of the calling Worker). Each call is authenticated, rate limited and
+ * checked exactly like the same call over HTTPS. Results and refusals come back as data,
+ * `{ ok: true, value }` or `{ ok: false, error: { code, message, … } }`; nothing is thrown across the
+ * boundary. Helpers are `#private`, so only the methods below are reachable over RPC.
+ */
+import { WorkerEntrypoint } from "cloudflare:workers";
+import type { z } from "zod";
+import { CordonError, ErrorCode, type ErrorBody } from "../errors";
+import { validationError } from "../middleware/query";
+import { ExecutionRequest, ListQuery, ValidateRequest, type ExecutionResult } from "../schemas";
+import type { RateInfo } from "../service/admission";
+import {
+  execute,
+  getExecution,
+  listOwnExecutions,
+  validateCode,
+  type ServiceContext,
+  type ValidationReport,
+} from "../service/executions";
+import type { ExecutionPage } from "../store/executions";
+import { authenticate } from "../tenants/authenticate";
+
+export type RpcReply<T> = { ok: true; value: T; rate?: RateInfo } | { ok: false; error: ErrorBody; rate?: RateInfo };
+
+/**
+ * The contract calling Workers program against (`Service<SandboxService>` maps JSON-typed results
+ * too deeply for TypeScript; this plain interface is what the class implements).
+ */
+export interface SandboxServiceApi {
+  execute(apiKey: string, request: z.input<typeof ExecutionRequest>): Promise<RpcReply<ExecutionResult>>;
+  get(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult>>;
+  list(apiKey: string, query?: z.input<typeof ListQuery>): Promise<RpcReply<ExecutionPage>>;
+  validate(apiKey: string, request: z.input<typeof ValidateRequest>): Promise<RpcReply<ValidationReport>>;
+}
+
+export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServiceApi {
+  /** Runs a job and waits for its result (a job that ran and failed is `ok: true` with `value.error`). */
+  async execute(apiKey: string, request: z.input<typeof ExecutionRequest>): Promise<RpcReply<ExecutionResult>> {
+    return this.#call(apiKey, async (context) => {
+      const { result, rate } = await execute(context, parse(ExecutionRequest, request));
+      return { ok: true, value: result, rate };
+    });
+  }
+
+  async get(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult>> {
+    return this.#call(apiKey, async (context) => ({
+      ok: true,
+      value: await getExecution(context, String(executionId)),
+    }));
+  }
+
+  async list(apiKey: string, query: z.input<typeof ListQuery> = {}): Promise<RpcReply<ExecutionPage>> {
+    return this.#call(apiKey, async (context) => ({
+      ok: true,
+      value: await listOwnExecutions(context, parse(ListQuery, query)),
+    }));
+  }
+
+  async validate(apiKey: string, request: z.input<typeof ValidateRequest>): Promise<RpcReply<ValidationReport>> {
+    return this.#call(apiKey, async (context) => ({
+      ok: true,
+      value: validateCode(context, parse(ValidateRequest, request)),
+    }));
+  }
+
+  async #call<T>(apiKey: unknown, work: (context: ServiceContext) => Promise<RpcReply<T>>): Promise<RpcReply<T>> {
+    try {
+      const outcome = await authenticate(this.env.DB, typeof apiKey === "string" ? apiKey : null);
+      if (!outcome.ok) {
+        console.log(JSON.stringify({ event: "auth_refused", via: "rpc", reason: outcome.reason }));
+        throw new CordonError(ErrorCode.UNAUTHORIZED, "a valid API key is required as the first argument");
+      }
+      return await work({ env: this.env, caller: outcome.caller });
+    } catch (error) {
+      if (error instanceof CordonError) {
+        return { ok: false, error: error.toBody(), ...(error.rate ? { rate: error.rate } : {}) };
+      }
+      console.error(JSON.stringify({ event: "unhandled_error", via: "rpc", message: String(error) }));
+      return { ok: false, error: new CordonError(ErrorCode.INTERNAL_ERROR, "internal error").toBody() };
+    }
+  }
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw validationError("the arguments do not match the schema", parsed.error);
+  return parsed.data;
+}

@@ -1,0 +1,30 @@
+/**
+ * Who is calling: an API key → its tenant. Used by every way in (HTTP bearer header, RPC argument).
+ * Returns why a key was refused for the log; callers answer every refusal the same way.
+ */
+import { hashKey, keyPrefix, sameHash } from "./keys";
+import { findKeyByPrefix, findTenant, type ApiKeyRecord, type Tenant } from "./store";
+
+export interface Caller {
+  tenant: Tenant;
+  key: ApiKeyRecord;
+}
+
+export type AuthOutcome =
+  { ok: true; caller: Caller } | { ok: false; reason: "missing" | "malformed" | "unknown" | "revoked" };
+
+/** Compared when the prefix is unknown, so an unknown key costs the same work as a wrong one. */
+const DECOY_HASH = "0".repeat(64);
+
+export async function authenticate(db: D1Database, key: string | null): Promise<AuthOutcome> {
+  if (key === null || key === "") return { ok: false, reason: "missing" };
+  const prefix = keyPrefix(key);
+  if (prefix === null) return { ok: false, reason: "malformed" };
+  const [record, hash] = await Promise.all([findKeyByPrefix(db, prefix), hashKey(key)]);
+  if (!sameHash(hash, record?.hash ?? DECOY_HASH) || !record) return { ok: false, reason: "unknown" };
+  if (record.revokedAt !== null) return { ok: false, reason: "revoked" };
+  const tenant = await findTenant(db, record.tenantId);
+  if (!tenant) return { ok: false, reason: "unknown" };
+  const { hash: _hash, ...publicRecord } = record;
+  return { ok: true, caller: { tenant, key: publicRecord } };
+}

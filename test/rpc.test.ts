@@ -1,0 +1,105 @@
+/**
+ * The SandboxService entrypoint: directly over RPC, and through workers/example-client running as an
+ * auxiliary Worker bound to it (a real service binding).
+ */
+import { env, exports } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { SandboxServiceApi } from "../src/rpc/sandbox-service";
+import { hashKey } from "../src/tenants/keys";
+import { createTenant as createTenantRow, insertKey } from "../src/tenants/store";
+import { createTenant, type TestTenant } from "./helpers";
+
+/** The key the example client is configured with (vitest.config.ts), provisioned here out of band. */
+const EXAMPLE_CLIENT_KEY = "ck_exampleclnt0_examplekeyexamplekeyexamplekey00";
+
+const service = exports.SandboxService as unknown as SandboxServiceApi;
+
+async function runThroughExampleClient(body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await env.EXAMPLE_CLIENT.fetch("https://example-client/run", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+describe("through the example client Worker (service binding)", () => {
+  beforeAll(async () => {
+    const tenant = await createTenantRow(env.DB, {
+      name: "example client",
+      maxTrustLevel: "medium",
+      rateLimitPerHour: 3,
+    });
+    const prefix = EXAMPLE_CLIENT_KEY.slice(0, 15);
+    await insertKey(env.DB, { tenantId: tenant.id, prefix, hash: await hashKey(EXAMPLE_CLIENT_KEY) });
+  });
+
+  it("runs a job and returns its output", async () => {
+    const { status, body } = await runThroughExampleClient({
+      code: "export default async (input) => input.words.join(' ')",
+      input: { words: ["over", "rpc"] },
+    });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ output: "over rpc", success: true, error: null, rate: { limit: 3 } });
+  });
+
+  it("carries a failed job's error code back as data", async () => {
+    const { body } = await runThroughExampleClient({
+      code: "export default async () => { throw new TypeError('bad') }",
+    });
+    expect(body).toMatchObject({ success: false, error: { code: "SANDBOX_RUNTIME_ERROR", name: "TypeError" } });
+  });
+
+  it("is rate limited like HTTPS", async () => {
+    // Two jobs ran above; the tenant's limit is 3 per hour.
+    expect((await runThroughExampleClient({ code: "export default async () => 1" })).status).toBe(200);
+    const { status, body } = await runThroughExampleClient({ code: "export default async () => 1" });
+    expect(status).toBe(502);
+    expect(body).toMatchObject({ ok: false, error: { code: "RATE_LIMITED", limit: "tenant_rate" } });
+  });
+});
+
+describe("SandboxService methods", () => {
+  let tenant: TestTenant;
+  beforeAll(async () => {
+    tenant = await createTenant({ maxTrustLevel: "low" });
+  });
+
+  it("refuses a missing or wrong key as data", async () => {
+    expect(await service.get("", "exec_x")).toMatchObject({ ok: false, error: { code: "UNAUTHORIZED" } });
+    const wrong = await service.execute("ck_000000000000_00000000000000000000000000000000", {
+      runtime: "edge",
+      code: "export default () => 1",
+    });
+    expect(wrong).toMatchObject({ ok: false, error: { code: "UNAUTHORIZED" } });
+  });
+
+  it("validates arguments with the same schemas as HTTP", async () => {
+    const reply = await service.execute(tenant.key, { runtime: "edge", code: "" });
+    expect(reply).toMatchObject({ ok: false, error: { code: "VALIDATION_ERROR" } });
+  });
+
+  it("applies the tenant's trust ceiling", async () => {
+    const reply = await service.execute(tenant.key, {
+      runtime: "edge",
+      code: "export default () => 1",
+      trustLevel: "high",
+    });
+    expect(reply).toMatchObject({ ok: false, error: { code: "TRUST_LEVEL_EXCEEDED" } });
+  });
+
+  it("executes, gets, lists and validates for the key's tenant only", async () => {
+    const ran = await service.execute(tenant.key, { runtime: "edge", code: "export default async () => 'mine'" });
+    if (!ran.ok) throw new Error(JSON.stringify(ran.error));
+    expect(ran.value).toMatchObject({ output: "mine", trustLevel: "low" });
+
+    expect(await service.get(tenant.key, ran.value.id)).toMatchObject({ ok: true, value: { output: "mine" } });
+    const stranger = await createTenant();
+    expect(await service.get(stranger.key, ran.value.id)).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
+
+    const listed = await service.list(tenant.key, { limit: 5 });
+    expect(listed.ok && listed.value.executions.map((entry) => entry.id)).toEqual([ran.value.id]);
+    const checked = await service.validate(tenant.key, { code: "export default () => eval('1')" });
+    expect(checked).toMatchObject({ ok: true, value: { valid: false, problems: [{ rule: "construct-refused" }] } });
+  });
+});
