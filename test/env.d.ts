@@ -14,3 +14,13 @@ declare namespace Cloudflare {
     EXAMPLE_CLIENT: Fetcher;
   }
 }
+
+declare module "*.ts?raw" {
+  const text: string;
+  export default text;
+}
+
+declare module "*.js?raw" {
+  const text: string;
+  export default text;
+}

@@ -4,6 +4,8 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import readme from "../README.md?raw";
+import exampleWorker from "../workers/example-client/index.js?raw";
 import type { SandboxServiceApi } from "../src/rpc/sandbox-service";
 import { hashKey } from "../src/tenants/keys";
 import { createTenant as createTenantRow, insertKey } from "../src/tenants/store";
@@ -101,5 +103,11 @@ describe("SandboxService methods", () => {
     expect(listed.ok && listed.value.executions.map((entry) => entry.id)).toEqual([ran.value.id]);
     const checked = await service.validate(tenant.key, { code: "export default () => eval('1')" });
     expect(checked).toMatchObject({ ok: true, value: { valid: false, problems: [{ rule: "construct-refused" }] } });
+  });
+});
+
+describe("documentation", () => {
+  it("shows the example client Worker in the README exactly as it runs here", () => {
+    expect(readme).toContain(exampleWorker.trim());
   });
 });
