@@ -23,6 +23,9 @@ export const Metadata = z
 
 const positiveMs = z.number().int().positive();
 
+/** Any JSON value; one instance, so the OpenAPI document names it once (`JsonValue`). */
+export const JsonValue = z.json();
+
 export const JobRequestSpec = z
   .object({
     method: z
@@ -40,7 +43,7 @@ export const ExecutionRequest = z
   .object({
     runtime: z.literal("edge"),
     code: z.string().min(1).max(MAX_CODE_CHARS),
-    input: z.json().optional(),
+    input: JsonValue.optional(),
     /** For a Worker `{ fetch }` export: the request it receives (see README "Code forms"). */
     request: JobRequestSpec.optional(),
     captureConsole: z.boolean().default(true),
@@ -62,7 +65,7 @@ export const ExecutionRequest = z
     test: z
       .object({
         cases: z
-          .array(z.object({ input: z.json(), expected: z.json() }).strict())
+          .array(z.object({ input: JsonValue, expected: JsonValue }).strict())
           .min(1)
           .max(MAX_TEST_CASES),
       })
@@ -97,9 +100,9 @@ export type Metrics = z.infer<typeof Metrics>;
 export const TestCaseResult = z.object({
   index: z.number(),
   passed: z.boolean(),
-  input: z.json(),
-  expected: z.json(),
-  actual: z.json().optional(),
+  input: JsonValue,
+  expected: JsonValue,
+  actual: JsonValue.optional(),
   error: z.object({ name: z.string(), message: z.string() }).optional(),
 });
 
@@ -113,7 +116,7 @@ export const ExecutionResult = z.object({
   status: ExecutionStatus,
   success: z.boolean(),
   runtime: z.literal("edge"),
-  output: z.json(),
+  output: JsonValue,
   logs: z.array(LogEntry),
   logsTruncated: z.boolean(),
   metrics: Metrics,
@@ -158,3 +161,69 @@ export const ValidateRequest = z
   })
   .strict();
 export type ValidateRequest = z.infer<typeof ValidateRequest>;
+
+/** A listed execution: the result without its output, logs and test cases. */
+export const ExecutionSummary = ExecutionResult.omit({ output: true, logs: true, tests: true });
+
+export const ExecutionPage = z.object({
+  executions: z.array(ExecutionSummary),
+  nextCursor: z.string().nullable(),
+});
+
+export const ValidationProblem = z.looseObject({
+  rule: z.string(),
+  message: z.string(),
+  line: z.number().optional(),
+  column: z.number().optional(),
+});
+
+export const ValidationReport = z.object({
+  valid: z.boolean(),
+  trustLevel: TrustLevel,
+  exportKind: z.enum(["function", "fetch-handler", "unknown"]).optional(),
+  problems: z.array(ValidationProblem),
+});
+
+export const ErrorEnvelope = z.object({ error: ExecutionError });
+
+export const Tenant = z.object({
+  id: z.string(),
+  name: z.string(),
+  maxTrustLevel: TrustLevel,
+  rateLimitPerHour: z.number(),
+  maxConcurrency: z.number(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+export const ApiKey = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  prefix: z.string(),
+  name: z.string().nullable(),
+  rateLimitPerHour: z.number().nullable(),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable(),
+});
+
+/** An API key as returned once, at creation: with the secret. */
+export const IssuedApiKey = ApiKey.extend({ key: z.string() });
+
+const MAX_RATE_LIMIT_PER_HOUR = 1_000_000;
+const MAX_CONCURRENCY = 1_000;
+const RateLimitPerHour = z.number().int().min(1).max(MAX_RATE_LIMIT_PER_HOUR);
+
+export const CreateTenant = z
+  .object({
+    name: z.string().min(1).max(100),
+    maxTrustLevel: TrustLevel,
+    /** Executions per hour (default 100). */
+    rateLimit: RateLimitPerHour.optional(),
+    /** Executions running at once (default 10). */
+    maxConcurrency: z.number().int().min(1).max(MAX_CONCURRENCY).optional(),
+  })
+  .strict();
+export const UpdateTenant = CreateTenant.partial().strict();
+export const CreateKey = z
+  .object({ name: z.string().min(1).max(100).optional(), rateLimit: RateLimitPerHour.optional() })
+  .strict();

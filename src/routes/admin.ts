@@ -1,27 +1,11 @@
 /** `/v1/admin`: tenants and their API keys. Authorised by the ADMIN_TOKEN secret. */
 import { Hono } from "hono";
-import { z } from "zod";
 import { CordonError, ErrorCode } from "../errors";
 import { requireAdmin } from "../middleware/auth";
 import { readJsonBody } from "../middleware/json-body";
-import { TrustLevel } from "../schemas";
+import { CreateKey, CreateTenant, UpdateTenant } from "../schemas";
 import { mintKey } from "../tenants/keys";
 import { createTenant, findKey, findTenant, insertKey, listKeys, revokeKey, updateTenant } from "../tenants/store";
-
-const MAX_RATE_LIMIT_PER_HOUR = 1_000_000;
-const MAX_CONCURRENCY = 1_000;
-
-const rateLimit = z.number().int().min(1).max(MAX_RATE_LIMIT_PER_HOUR);
-const CreateTenant = z
-  .object({
-    name: z.string().min(1).max(100),
-    maxTrustLevel: TrustLevel,
-    rateLimit: rateLimit.optional(),
-    maxConcurrency: z.number().int().min(1).max(MAX_CONCURRENCY).optional(),
-  })
-  .strict();
-const UpdateTenant = CreateTenant.partial().strict();
-const CreateKey = z.object({ name: z.string().min(1).max(100).optional(), rateLimit: rateLimit.optional() }).strict();
 
 export const admin = new Hono<{ Bindings: Env }>();
 admin.use(requireAdmin);

@@ -1,0 +1,181 @@
+/**
+ * Every route of the API with its schemas: the source the OpenAPI document is generated from. A test
+ * checks that this list and the app's routes are the same set.
+ */
+import { z } from "zod";
+import {
+  ApiKey,
+  CreateKey,
+  CreateTenant,
+  ExecutionPage,
+  ExecutionRequest,
+  ExecutionResult,
+  IssuedApiKey,
+  ListQuery,
+  Tenant,
+  UpdateTenant,
+  ValidateRequest,
+  ValidationReport,
+} from "../schemas";
+
+export type Auth = "apiKey" | "admin" | "none";
+
+export interface RouteDoc {
+  method: "get" | "post" | "patch";
+  /** Hono-style path (`:id`); the document writes `{id}`. */
+  path: string;
+  summary: string;
+  tag: "executions" | "admin" | "meta";
+  auth: Auth;
+  body?: z.ZodType;
+  query?: z.ZodObject;
+  /** Success responses by status; error responses are the shared envelope. */
+  responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+  errors: number[];
+}
+
+const TenantWithKey = z.object({ tenant: Tenant, apiKey: IssuedApiKey });
+const TenantWithKeys = z.object({ tenant: Tenant, keys: z.array(ApiKey) });
+
+export const ROUTES: readonly RouteDoc[] = [
+  {
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness check",
+    tag: "meta",
+    auth: "none",
+    responses: { 200: { description: "The dispatcher is up", schema: z.object({ ok: z.literal(true) }) } },
+    errors: [],
+  },
+  {
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document",
+    tag: "meta",
+    auth: "none",
+    responses: { 200: { description: "OpenAPI 3.1 document" } },
+    errors: [],
+  },
+  {
+    method: "get",
+    path: "/docs",
+    summary: "Interactive API reference",
+    tag: "meta",
+    auth: "none",
+    responses: { 200: { description: "HTML page", contentType: "text/html" } },
+    errors: [],
+  },
+  {
+    method: "post",
+    path: "/v1/executions",
+    summary: "Run a job and wait for its result",
+    tag: "executions",
+    auth: "apiKey",
+    body: ExecutionRequest,
+    responses: {
+      200: { description: "The job succeeded (test-case failures included)", schema: ExecutionResult },
+      408: { description: "SANDBOX_TIMEOUT: the whole result, with `error`", schema: ExecutionResult },
+    },
+    errors: [400, 401, 403, 413, 415, 422, 429, 502, 503],
+  },
+  {
+    method: "get",
+    path: "/v1/executions",
+    summary: "List the tenant's executions, newest first",
+    tag: "executions",
+    auth: "apiKey",
+    query: ListQuery,
+    responses: { 200: { description: "A page of executions", schema: ExecutionPage } },
+    errors: [401, 422],
+  },
+  {
+    method: "get",
+    path: "/v1/executions/:id",
+    summary: "Read a stored result",
+    tag: "executions",
+    auth: "apiKey",
+    responses: { 200: { description: "The stored result, whatever the job's outcome", schema: ExecutionResult } },
+    errors: [401, 404],
+  },
+  {
+    method: "post",
+    path: "/v1/validate",
+    summary: "Check code at a trust level without running it",
+    tag: "executions",
+    auth: "apiKey",
+    body: ValidateRequest,
+    responses: { 200: { description: "The problems found (none when valid)", schema: ValidationReport } },
+    errors: [400, 401, 403, 413, 415, 422],
+  },
+  {
+    method: "post",
+    path: "/v1/admin/tenants",
+    summary: "Create a tenant and its first API key",
+    tag: "admin",
+    auth: "admin",
+    body: CreateTenant,
+    responses: { 201: { description: "The tenant and its key (shown once)", schema: TenantWithKey } },
+    errors: [400, 401, 415, 422],
+  },
+  {
+    method: "get",
+    path: "/v1/admin/tenants/:id",
+    summary: "A tenant and its keys",
+    tag: "admin",
+    auth: "admin",
+    responses: { 200: { description: "The tenant", schema: TenantWithKeys } },
+    errors: [401, 404],
+  },
+  {
+    method: "patch",
+    path: "/v1/admin/tenants/:id",
+    summary: "Change a tenant's name, trust ceiling or limits",
+    tag: "admin",
+    auth: "admin",
+    body: UpdateTenant,
+    responses: { 200: { description: "The updated tenant", schema: z.object({ tenant: Tenant }) } },
+    errors: [400, 401, 404, 415, 422],
+  },
+  {
+    method: "get",
+    path: "/v1/admin/tenants/:id/keys",
+    summary: "A tenant's keys (never their secrets)",
+    tag: "admin",
+    auth: "admin",
+    responses: { 200: { description: "The keys", schema: z.object({ keys: z.array(ApiKey) }) } },
+    errors: [401, 404],
+  },
+  {
+    method: "post",
+    path: "/v1/admin/tenants/:id/keys",
+    summary: "Issue another key",
+    tag: "admin",
+    auth: "admin",
+    body: CreateKey,
+    responses: { 201: { description: "The key (shown once)", schema: z.object({ apiKey: IssuedApiKey }) } },
+    errors: [400, 401, 404, 415, 422],
+  },
+  {
+    method: "post",
+    path: "/v1/admin/keys/:id/rotate",
+    summary: "Replace a key: a new one is issued, the old one revoked",
+    tag: "admin",
+    auth: "admin",
+    responses: {
+      201: {
+        description: "The new key and the revoked one",
+        schema: z.object({ apiKey: IssuedApiKey, revoked: ApiKey }),
+      },
+    },
+    errors: [401, 404, 422],
+  },
+  {
+    method: "post",
+    path: "/v1/admin/keys/:id/revoke",
+    summary: "Revoke a key",
+    tag: "admin",
+    auth: "admin",
+    responses: { 200: { description: "The revoked key", schema: z.object({ key: ApiKey }) } },
+    errors: [401, 404],
+  },
+];
