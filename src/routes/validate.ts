@@ -4,11 +4,12 @@ import { requireApiKey, type TenantEnv } from "../middleware/auth";
 import { readJsonBody } from "../middleware/json-body";
 import { ValidateRequest } from "../schemas";
 import { validateCode } from "../service/executions";
+import { serviceContext } from "./service-context";
 
 export const validate = new Hono<TenantEnv>();
 validate.use(requireApiKey);
 
 validate.post("/", async (c) => {
   const request = await readJsonBody(c.req.raw, ValidateRequest);
-  return c.json(validateCode({ env: c.env, caller: c.get("caller") }, request));
+  return c.json(validateCode(serviceContext(c), request));
 });

@@ -40,6 +40,7 @@ export async function execute(
     });
     return { result, rate: admission.rate };
   } finally {
+    // Awaited, not deferred: a caller that sends its next job on our answer must find the slot free.
     await admission.release();
   }
 }

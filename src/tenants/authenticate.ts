@@ -3,7 +3,7 @@
  * Returns why a key was refused for the log; callers answer every refusal the same way.
  */
 import { hashKey, keyPrefix, sameHash } from "./keys";
-import { findKeyByPrefix, findTenant, type ApiKeyRecord, type Tenant } from "./store";
+import { findKeyWithTenant, type ApiKeyRecord, type Tenant } from "./store";
 
 export interface Caller {
   tenant: Tenant;
@@ -20,11 +20,9 @@ export async function authenticate(db: D1Database, key: string | null): Promise<
   if (key === null || key === "") return { ok: false, reason: "missing" };
   const prefix = keyPrefix(key);
   if (prefix === null) return { ok: false, reason: "malformed" };
-  const [record, hash] = await Promise.all([findKeyByPrefix(db, prefix), hashKey(key)]);
-  if (!sameHash(hash, record?.hash ?? DECOY_HASH) || !record) return { ok: false, reason: "unknown" };
-  if (record.revokedAt !== null) return { ok: false, reason: "revoked" };
-  const tenant = await findTenant(db, record.tenantId);
-  if (!tenant) return { ok: false, reason: "unknown" };
-  const { hash: _hash, ...publicRecord } = record;
-  return { ok: true, caller: { tenant, key: publicRecord } };
+  const [found, hash] = await Promise.all([findKeyWithTenant(db, prefix), hashKey(key)]);
+  if (!sameHash(hash, found?.key.hash ?? DECOY_HASH) || !found) return { ok: false, reason: "unknown" };
+  if (found.key.revokedAt !== null) return { ok: false, reason: "revoked" };
+  const { hash: _hash, ...publicRecord } = found.key;
+  return { ok: true, caller: { tenant: found.tenant, key: publicRecord } };
 }

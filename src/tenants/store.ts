@@ -113,12 +113,36 @@ export async function insertKey(
   return record;
 }
 
-export async function findKeyByPrefix(
+/** One query for authentication: the key by its visible prefix, with its tenant. */
+export async function findKeyWithTenant(
   db: D1Database,
   prefix: string,
-): Promise<(ApiKeyRecord & { hash: string }) | null> {
-  const row = await db.prepare("SELECT * FROM api_keys WHERE prefix = ?").bind(prefix).first<KeyRow>();
-  return row ? { ...keyFromRow(row), hash: row.hash } : null;
+): Promise<{ key: ApiKeyRecord & { hash: string }; tenant: Tenant } | null> {
+  const row = await db
+    .prepare(
+      `SELECT k.id, k.tenant_id, k.prefix, k.hash, k.name, k.rate_limit_per_hour AS key_rate_limit, k.created_at AS key_created_at,
+              k.revoked_at, t.name AS tenant_name, t.max_trust_level, t.rate_limit_per_hour, t.max_concurrency,
+              t.created_at, t.updated_at
+       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.prefix = ?`,
+    )
+    .bind(prefix)
+    .first<
+      Omit<KeyRow, "name" | "rate_limit_per_hour" | "created_at"> &
+        Omit<TenantRow, "id" | "name"> & {
+          name: string | null;
+          key_rate_limit: number | null;
+          key_created_at: string;
+          tenant_name: string;
+        }
+    >();
+  if (!row) return null;
+  return {
+    key: {
+      ...keyFromRow({ ...row, rate_limit_per_hour: row.key_rate_limit, created_at: row.key_created_at }),
+      hash: row.hash,
+    },
+    tenant: tenantFromRow({ ...row, id: row.tenant_id, name: row.tenant_name }),
+  };
 }
 
 export async function findKey(db: D1Database, id: string): Promise<ApiKeyRecord | null> {

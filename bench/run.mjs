@@ -1,0 +1,326 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: how much the product path adds on top of a bare Worker Loader call.
+ * Starts the product (scripts/dev.mjs) and the floor Worker (bench/floor) on free ports, measures
+ * sequential latency and concurrent throughput of three targets, prints a markdown table (also written
+ * to bench/results/latest.md) and stops everything it started. See bench/README.md.
+ *
+ * Flags: --n <sequential requests per target> (default 300), --concurrency <in-flight requests> (default 8).
+ */
+/* global AbortSignal -- Node 24 global; not in the shared lint globals */
+import { spawn } from "node:child_process";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const { values: flags } = parseArgs({
+  options: { n: { type: "string", default: "300" }, concurrency: { type: "string", default: "8" } },
+});
+const SEQUENTIAL_REQUESTS = positiveInt(flags.n, "--n");
+const CONCURRENCY = positiveInt(flags.concurrency, "--concurrency");
+const THROUGHPUT_REQUESTS = 800;
+const WARMUP_REQUESTS = 30;
+const DEADLINE_MS = 5 * 60_000;
+const READY_TIMEOUT_MS = 120_000;
+/** Once /healthz answers, a job should run within this (the dev key is minted right after). */
+const FIRST_JOB_TIMEOUT_MS = 20_000;
+const READY_POLL_MS = 250;
+const REQUEST_TIMEOUT_MS = 15_000;
+const STOP_GRACE_MS = 5_000;
+const TARGET_P50_RATIO = 1.3;
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const RESULTS_DIR = join(ROOT, "bench", "results");
+/** Where `npm run dev` saves the dev tenant's API key; CORDON_KEY overrides it. */
+const DEV_KEY_FILE = join(ROOT, ".wrangler", "cordon-dev-key.json");
+const INPUT = { a: 2, b: 3 };
+const EXPECTED = INPUT.a + INPUT.b;
+
+const children = [];
+let stopping;
+let productKey;
+
+const deadline = setTimeout(() => {
+  console.error(`[bench] hard deadline of ${DEADLINE_MS} ms reached`);
+  void stopAll().then(() => process.exit(1));
+}, DEADLINE_MS);
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => void stopAll().then(() => process.exit(130)));
+
+try {
+  await main();
+  await stopAll();
+  clearTimeout(deadline);
+  process.exit(0);
+} catch (error) {
+  console.error(`[bench] ${error instanceof Error ? error.message : String(error)}`);
+  await stopAll();
+  process.exit(1);
+}
+
+async function main() {
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const [productPort, hostPort, floorPort, inProcessPort] = await freePorts(4);
+  const product = `http://127.0.0.1:${productPort}`;
+  const floor = `http://127.0.0.1:${floorPort}`;
+  const inProcess = `http://127.0.0.1:${inProcessPort}`;
+
+  start("product", process.execPath, ["scripts/dev.mjs"], {
+    PORT: String(productPort),
+    CORDON_HOST_PORT: String(hostPort),
+  });
+  start("floor", "wrangler", ["dev", "-c", "bench/floor/wrangler.toml", "--port", String(floorPort)]);
+  // The same dispatcher with CORDON_HOST_URL empty: jobs run in its own Worker Loader, the shape it has
+  // in production. It shares the local D1 (and so the dev key) with the product above.
+  start("inprocess", "wrangler", ["dev", "--port", String(inProcessPort), "--var", "CORDON_HOST_URL:"]);
+
+  const targets = [
+    executionTarget("edge job via POST /v1/executions (local: supervised runner)", product),
+    executionTarget("edge job via POST /v1/executions (in-process runner, production shape)", inProcess),
+    {
+      name: "floor: bare LOADER.load() worker",
+      request: () =>
+        fetch(floor, { method: "POST", body: JSON.stringify(INPUT), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }),
+      correct: (body) => JSON.parse(body) === EXPECTED,
+    },
+    {
+      name: "static GET /healthz",
+      request: () => fetch(`${product}/healthz`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }),
+      correct: (body) => JSON.parse(body).ok === true,
+    },
+  ];
+  const [edge, edgeInProcess, bare, health] = targets;
+
+  await Promise.all([waitReady(health, READY_TIMEOUT_MS), waitReady(bare, READY_TIMEOUT_MS)]);
+  // The dev script mints (or revalidates) its key only once the product is up, so re-read it until a job runs.
+  await waitReady(edge, FIRST_JOB_TIMEOUT_MS, () => (productKey = process.env.CORDON_KEY ?? readDevKey()));
+  await waitReady(edgeInProcess, READY_TIMEOUT_MS);
+  console.log(
+    `[bench] both up; ${WARMUP_REQUESTS} warm-up, ${SEQUENTIAL_REQUESTS} sequential, ` +
+      `${THROUGHPUT_REQUESTS} at c=${CONCURRENCY} per target`,
+  );
+
+  for (const target of targets) {
+    await sequential(target, WARMUP_REQUESTS);
+    target.errors = [];
+    target.latenciesMs = await sequential(target, SEQUENTIAL_REQUESTS);
+    target.requestsPerSecond = await throughput(target, THROUGHPUT_REQUESTS, CONCURRENCY);
+    console.log(`[bench] done: ${target.name}`);
+  }
+
+  const report = formatReport(targets, [edge, edgeInProcess], bare);
+  console.log(`\n${report}`);
+  await writeFile(join(RESULTS_DIR, "latest.md"), report);
+  console.log("[bench] written to bench/results/latest.md");
+}
+
+function executionTarget(name, baseUrl) {
+  return {
+    name,
+    request: () =>
+      fetch(`${baseUrl}/v1/executions`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(productKey ? { authorization: `Bearer ${productKey}` } : {}),
+        },
+        body: JSON.stringify({
+          runtime: "edge",
+          code: "export default async function (input) { return input.a + input.b }",
+          input: INPUT,
+        }),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      }),
+    correct: (body) => JSON.parse(body).output === EXPECTED,
+  };
+}
+
+/** One request, timed from send to the last byte of the body; a non-200 or wrong answer is an error. */
+async function timed(target) {
+  if (stopping) throw new Error("stopped before the end"); // by a signal or the deadline
+  const startedMs = performance.now();
+  let status = "no response";
+  let body;
+  try {
+    const response = await target.request();
+    status = response.status;
+    body = await response.text();
+  } catch (error) {
+    body = error instanceof Error ? error.message : String(error);
+  }
+  const elapsedMs = performance.now() - startedMs;
+  if (status !== 200 || !isCorrect(target, body)) (target.errors ??= []).push({ status, body });
+  return elapsedMs;
+}
+
+function isCorrect(target, body) {
+  try {
+    return target.correct(body);
+  } catch {
+    return false;
+  }
+}
+
+async function sequential(target, count) {
+  const latenciesMs = [];
+  for (let i = 0; i < count; i++) latenciesMs.push(await timed(target));
+  return latenciesMs;
+}
+
+/** `concurrency` workers share one budget of `count` requests; the result is requests per second. */
+async function throughput(target, count, concurrency) {
+  let issued = 0;
+  const worker = async () => {
+    while (issued < count) {
+      issued++;
+      await timed(target);
+    }
+  };
+  const startedMs = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return count / ((performance.now() - startedMs) / 1000);
+}
+
+async function waitReady(target, timeoutMs, beforeAttempt = () => {}) {
+  const attempts = Math.ceil(timeoutMs / READY_POLL_MS);
+  let last = "no response";
+  for (let i = 0; i < attempts; i++) {
+    const dead = children.find(({ child }) => child.exitCode !== null || child.signalCode !== null);
+    if (dead) throw new Error(`${dead.name} exited before it was ready (see bench/results/${dead.name}.log)`);
+    beforeAttempt();
+    try {
+      const response = await target.request();
+      last = `${response.status} ${await response.text()}`;
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
+  }
+  throw new Error(`${target.name} not ready within ${timeoutMs} ms; last answer: ${last.slice(0, 500)}`);
+}
+
+function readDevKey() {
+  if (!existsSync(DEV_KEY_FILE)) return undefined;
+  try {
+    return JSON.parse(readFileSync(DEV_KEY_FILE, "utf8")).key;
+  } catch {
+    return undefined; // being written
+  }
+}
+
+function formatReport(targets, edges, bare) {
+  const rows = targets.map((t) => {
+    const measured = t.latenciesMs.length + THROUGHPUT_REQUESTS;
+    return (
+      `| ${t.name} | ${fixed(percentile(t.latenciesMs, 50))} | ${fixed(percentile(t.latenciesMs, 99))} | ` +
+      `${fixed(t.requestsPerSecond, 0)} | ${t.errors.length} / ${measured} |`
+    );
+  });
+  const ratios = edges.map((edge) => {
+    const p50Ratio = percentile(edge.latenciesMs, 50) / percentile(bare.latenciesMs, 50);
+    const rpsRatio = edge.requestsPerSecond / bare.requestsPerSecond;
+    // Timings of failed requests (a fast 401, say) say nothing about the job path.
+    const comparable = edge.errors.length === 0 && bare.errors.length === 0;
+    const verdict = !comparable ? "INVALID, requests failed" : p50Ratio <= TARGET_P50_RATIO ? "met" : "NOT met";
+    return `${edge.name} / floor: p50 ×${p50Ratio.toFixed(2)} (target ≤ ${TARGET_P50_RATIO}: ${verdict}), throughput ×${rpsRatio.toFixed(2)}`;
+  });
+  const lines = [
+    `| target | p50 ms | p99 ms | req/s @ c=${CONCURRENCY} | errors |`,
+    "| --- | ---: | ---: | ---: | ---: |",
+    ...rows,
+    "",
+    ...ratios,
+    "",
+    `n=${SEQUENTIAL_REQUESTS} sequential, ${THROUGHPUT_REQUESTS} at c=${CONCURRENCY}, ${WARMUP_REQUESTS} warm-up discarded; ` +
+      `node ${process.version}, ${new Date().toISOString()}`,
+  ];
+  for (const t of targets.filter((t) => t.errors.length > 0)) {
+    const { status, body } = t.errors[0];
+    lines.push("", `first error from ${t.name}: ${status} ${body.slice(0, 500)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** Nearest-rank percentile. */
+function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function fixed(value, digits = 2) {
+  return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+}
+
+/**
+ * Each child leads its own process group (detached) so that stopping it also stops what it spawned:
+ * wrangler, workerd, the sandbox host and its runner processes.
+ */
+function start(name, command, args, env = {}) {
+  const log = createWriteStream(join(RESULTS_DIR, `${name}.log`));
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...process.env,
+      ...env,
+      // The repo's Node 24 and wrangler, also when run as `node bench/run.mjs` outside npm.
+      PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH}`,
+      WRANGLER_SEND_METRICS: "false",
+    },
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  children.push({ name, child });
+  console.log(`[bench] started ${name} (process group ${child.pid}), output in bench/results/${name}.log`);
+}
+
+function stopAll() {
+  stopping ??= Promise.all(children.map(({ child }) => stopGroup(child)));
+  return stopping;
+}
+
+async function stopGroup(child) {
+  if (child.pid === undefined) return;
+  signalGroup(child.pid, "SIGTERM");
+  const giveUpAt = Date.now() + STOP_GRACE_MS;
+  while (signalGroup(child.pid, 0) && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 100));
+  signalGroup(child.pid, "SIGKILL");
+}
+
+/** Signals the whole group; false once no process of it is left. */
+function signalGroup(pgid, signal) {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Ports the OS says are free right now (bound to port 0, then released). */
+async function freePorts(count) {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise((resolve, reject) => {
+          const server = createServer();
+          server.once("error", reject);
+          server.listen(0, "127.0.0.1", () => resolve(server));
+        }),
+    ),
+  );
+  const ports = servers.map((server) => server.address().port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+function positiveInt(text, flag) {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${flag} must be a positive integer, got ${text}`);
+  return value;
+}
