@@ -2,18 +2,22 @@
  * The local sandbox host: a small Node service on loopback that runs jobs where the dispatcher's own
  * workerd must not (a job that wedges or exhausts memory there would take the dispatcher with it).
  *
- *   POST /v1/edge/run   body: a runner request (see src/edge/protocol.ts) → a runner reply
- *   GET  /healthz       → pool statistics
+ *   POST /v1/edge/run               body: a runner request (src/edge/protocol.ts) → the job's next event
+ *   POST /v1/edge/jobs/:id/answer   body: {callId, answer} → the job's next event (see edge-jobs.ts)
+ *   POST /v1/edge/binding-call      from runner processes only: relays a job's binding call
+ *   POST /v1/node/run               a node job (see node/README.md)
+ *   GET  /healthz                   → pool statistics
  *
  * Every call but /healthz needs `Authorization: Bearer $CORDON_HOST_TOKEN`.
  * Configuration (environment): CORDON_HOST_PORT (default 8788), CORDON_HOST_TOKEN (required),
  * CORDON_EDGE_RUNNERS (processes per trust cordon, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { timingSafeEqual } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
+import { EdgeJobs } from "./edge-jobs.ts";
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
@@ -59,28 +63,38 @@ export async function bundleEdgeRunner(): Promise<string> {
 }
 
 export async function startHost(config: HostConfig): Promise<RunningHost> {
+  const runnerToken = randomUUID();
+  // Filled once the runner pools are up; until then the host answers 503.
+  const ready: { edge?: EdgeCordons; jobs?: EdgeJobs } = {};
+  const server = createServer((request, response) => {
+    const { edge, jobs } = ready;
+    if (!edge || !jobs) return send(response, 503, { error: "starting" });
+    handle(request, response, { ...config, runnerToken }, edge, jobs).catch((error: unknown) => {
+      console.error("[cordon-host] request failed", error);
+      if (!response.headersSent) send(response, 500, { error: "internal error" });
+    });
+  });
+  // Listen first: runners are told the host's address, to relay their jobs' binding calls.
+  await new Promise<void>((resolve) => server.listen(config.port, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const url = `http://127.0.0.1:${port}`;
+
   const edge = new EdgeCordons(
     {
       script: await bundleEdgeRunner(),
-      token: crypto.randomUUID(),
+      token: runnerToken,
+      hostUrl: url,
       heapLimitMb: config.heapLimitMb,
       compatibilityDate: RUNNER_COMPATIBILITY_DATE,
     },
     config.edgeRunners,
   );
   await edge.start();
-
-  const server = createServer((request, response) => {
-    handle(request, response, config, edge).catch((error: unknown) => {
-      console.error("[cordon-host] request failed", error);
-      if (!response.headersSent) send(response, 500, { error: "internal error" });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(config.port, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.port;
+  ready.edge = edge;
+  ready.jobs = new EdgeJobs(edge);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -89,23 +103,42 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
   };
 }
 
-async function handle(request: IncomingMessage, response: ServerResponse, config: HostConfig, edge: EdgeCordons) {
+async function handle(
+  request: IncomingMessage,
+  response: ServerResponse,
+  config: HostConfig & { runnerToken: string },
+  edge: EdgeCordons,
+  jobs: EdgeJobs,
+) {
   const url = new URL(request.url ?? "/", "http://host");
   if (url.pathname === "/healthz") return send(response, 200, { ok: true, edge: edge.stats });
+  if (url.pathname === "/v1/edge/binding-call" && request.method === "POST") {
+    // From a runner process (its own token), never from the dispatcher.
+    if (!authorised(request.headers.authorization, config.runnerToken))
+      return send(response, 401, { error: "unauthorized" });
+    const relayed = parseJson(await readBody(request));
+    if (!isObject(relayed) || typeof relayed.executionId !== "string")
+      return send(response, 400, { error: "malformed call" });
+    return send(response, 200, await jobs.relay(relayed.executionId, relayed.call));
+  }
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
+
+  const answerPath = /^\/v1\/edge\/jobs\/([\w-]+)\/answer$/.exec(url.pathname);
+  if (answerPath && request.method === "POST") {
+    const answered = parseJson(await readBody(request));
+    if (!isObject(answered) || typeof answered.callId !== "string")
+      return send(response, 400, { error: "malformed answer" });
+    const next = jobs.answer(answerPath[1] ?? "", answered.callId, answered.answer);
+    if (!next) return send(response, 404, { error: "no such job" });
+    return send(response, 200, await next);
+  }
   if (url.pathname !== "/v1/edge/run" || request.method !== "POST") return send(response, 404, { error: "not found" });
 
   const body = await readBody(request);
   if (body === undefined) return send(response, 413, { error: "body too large" });
   const routing = routingOf(body);
-  if (routing === undefined) return send(response, 400, { error: "timeoutMs or cordon missing" });
-  const outcome = await edge.run(routing.cordon, body, routing.timeoutMs);
-  if (outcome.kind === "reply") {
-    response.writeHead(200, { "content-type": "application/json" });
-    response.end(outcome.body);
-    return;
-  }
-  send(response, 200, { ok: false, error: { code: outcome.code, message: outcome.message } });
+  if (routing === undefined) return send(response, 400, { error: "executionId, timeoutMs or cordon missing" });
+  send(response, 200, await jobs.start(routing.executionId, routing.cordon, body, routing.timeoutMs));
 }
 
 function authorised(header: string | undefined, token: string): boolean {
@@ -114,18 +147,26 @@ function authorised(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-/** The two fields the host routes on; the runner Worker validates the whole request itself. */
-function routingOf(body: string): { timeoutMs: number; cordon: Cordon } | undefined {
+/** The fields the host routes on; the runner Worker validates the whole request itself. */
+function routingOf(body: string): { executionId: string; timeoutMs: number; cordon: Cordon } | undefined {
+  const value = parseJson(body);
+  if (!isObject(value)) return undefined;
+  const { executionId, timeoutMs, cordon } = value;
+  if (typeof executionId !== "string" || typeof timeoutMs !== "number" || !isCordon(cordon)) return undefined;
+  return { executionId, timeoutMs, cordon };
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
   try {
-    const value: unknown = JSON.parse(body);
-    if (!value || typeof value !== "object") return undefined;
-    const timeoutMs = "timeoutMs" in value ? value.timeoutMs : undefined;
-    const cordon = "cordon" in value ? value.cordon : undefined;
-    if (typeof timeoutMs !== "number" || !isCordon(cordon)) return undefined;
-    return { timeoutMs, cordon };
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
 }
 
 async function readBody(request: IncomingMessage): Promise<string | undefined> {

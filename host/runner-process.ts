@@ -14,7 +14,10 @@ const HEAP_EXHAUSTED = /Reached heap limit|heap out of memory/i;
 
 export interface RunnerOptions {
   script: string;
+  /** Authenticates the host to the runner, and the runner's relayed binding calls to the host. */
   token: string;
+  /** Where the runner relays its jobs' binding calls. */
+  hostUrl: string;
   heapLimitMb: number;
   compatibilityDate: string;
 }
@@ -56,7 +59,7 @@ export class RunnerProcess {
         script: options.script,
         compatibilityDate: options.compatibilityDate,
         workerLoaders: { LOADER: {} },
-        bindings: { RUNNER_TOKEN: options.token },
+        bindings: { RUNNER_TOKEN: options.token, HOST_URL: options.hostUrl },
         handleStructuredLogs: ({ message }) => {
           if (HEAP_EXHAUSTED.test(message)) deathSigns.heapExhausted = true;
         },

@@ -1,6 +1,7 @@
 /** The Cordon dispatcher Worker. */
 import { app } from "./app";
 
+export { JobBindings } from "./bindings/entrypoint";
 export { RateLimiter } from "./durable/rate-limiter";
 export { SandboxService } from "./rpc/sandbox-service";
 

@@ -59,6 +59,8 @@ export const ExecutionRequest = z
         memory: z.number().int().positive().optional(),
         logBytes: z.number().int().positive().optional(),
         outputBytes: z.number().int().positive().optional(),
+        /** Calls to the job's DB and KV bindings together. */
+        bindingCalls: z.number().int().min(0).optional(),
       })
       .strict()
       .optional(),
@@ -93,6 +95,12 @@ export const Metrics = z.object({
   /** Guard checkpoints passed (loop iterations + function calls); a measure of work done. */
   checkpoints: z.number(),
   bindingCalls: z.object({ db: z.number(), kv: z.number() }),
+  /** DB.query calls, and how many of them were refused by the SQL policy or the quota. */
+  dbQueries: z.number(),
+  dbRejected: z.number(),
+  /** KV get/list and put/delete calls. */
+  kvReads: z.number(),
+  kvWrites: z.number(),
   networkBlocked: z.number(),
 });
 export type Metrics = z.infer<typeof Metrics>;

@@ -26,7 +26,7 @@ describe("POST /v1/executions: function form", () => {
     const { body } = await execute({
       code: "export default async function (input, ctx) { return { id: ctx.executionId, env: Object.keys(ctx.env) } }",
     });
-    expect(body.output).toEqual({ id: body.id, env: [] });
+    expect(body.output).toEqual({ id: body.id, env: ["DB", "KV"] });
   });
 
   it("returns null for undefined and refuses values JSON cannot carry", async () => {

@@ -2,6 +2,7 @@
  * Runs one admitted edge job: runner → judge → store. The result is stored before it is returned, so
  * a caller that gets an id can always read the result back.
  */
+import type { BindingSession } from "../bindings/session";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
 import { saveExecution, sha256Hex } from "../store/executions";
 import { judge } from "./judge";
@@ -10,6 +11,7 @@ import type { EdgeRunner } from "./protocol";
 
 export interface RunContext {
   runner: EdgeRunner;
+  session: BindingSession;
   db: D1Database;
   tenantId: string;
   acceptedAt: Date;
@@ -20,7 +22,10 @@ export async function runEdgeJob(
   prepared: PreparedJob,
   context: RunContext,
 ): Promise<ExecutionResult> {
-  const [reply, codeSha256] = await Promise.all([context.runner.run(prepared.runnerRequest), sha256Hex(job.code)]);
+  const [reply, codeSha256] = await Promise.all([
+    context.runner.run(prepared.runnerRequest, context.session),
+    sha256Hex(job.code),
+  ]);
   const result = judge(
     {
       id: prepared.runnerRequest.executionId,
@@ -32,6 +37,7 @@ export async function runEdgeJob(
     job,
     prepared,
     reply,
+    context.session.counters,
   );
   await saveExecution(context.db, result);
   return result;

@@ -1,8 +1,12 @@
 /**
  * Edge runner reached over loopback HTTP: the local sandbox host (host/), which runs each job in a
  * supervised workerd process so that a job that wedges or exhausts memory cannot take the dispatcher
- * down. Never throws: an unreachable or silent host is `SANDBOX_UNAVAILABLE` / `SANDBOX_TIMEOUT`.
+ * down. The job's binding calls come back as events, answered here from the job's BindingSession
+ * (see host/edge-jobs.ts). Never throws: an unreachable or silent host is SANDBOX_UNAVAILABLE or
+ * SANDBOX_TIMEOUT.
  */
+import { z } from "zod";
+import type { BindingSession } from "../bindings/session";
 import { ErrorCode } from "../errors";
 import { RunnerReply, type EdgeRunner, type RunnerFailure, type RunnerRequest } from "./protocol";
 
@@ -12,27 +16,23 @@ import { RunnerReply, type EdgeRunner, type RunnerFailure, type RunnerRequest } 
  */
 export const HOST_REPLY_MARGIN_MS = 4_000;
 
+const HostEvent = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("call"), callId: z.string(), call: z.unknown() }),
+  z.object({ type: z.literal("done"), reply: z.unknown() }),
+]);
+
 export function hostRunner(baseUrl: string, token: string): EdgeRunner {
   return {
-    async run(request: RunnerRequest): Promise<RunnerReply> {
-      let response: Response;
-      try {
-        response = await fetch(new URL("/v1/edge/run", baseUrl), {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-          body: JSON.stringify(request),
-          signal: AbortSignal.timeout(request.timeoutMs + HOST_REPLY_MARGIN_MS),
-        });
-      } catch (error) {
-        if (error instanceof DOMException && error.name === "TimeoutError") {
-          return failure(ErrorCode.SANDBOX_TIMEOUT, "the local sandbox host did not answer before the deadline");
-        }
-        return failure(ErrorCode.SANDBOX_UNAVAILABLE, `the local sandbox host is unreachable at ${baseUrl}`);
+    async run(request: RunnerRequest, session: BindingSession): Promise<RunnerReply> {
+      const deadline = Date.now() + request.timeoutMs + HOST_REPLY_MARGIN_MS;
+      const post = (path: string, body: unknown) => postEvent(new URL(path, baseUrl), token, body, deadline);
+      let event = await post("/v1/edge/run", request);
+      while (event.ok && event.value.type === "call") {
+        const answer = await session.call(event.value.call);
+        event = await post(`/v1/edge/jobs/${request.executionId}/answer`, { callId: event.value.callId, answer });
       }
-      if (!response.ok) {
-        return failure(ErrorCode.SANDBOX_UNAVAILABLE, `the local sandbox host answered ${response.status}`);
-      }
-      const reply = RunnerReply.safeParse(await response.json().catch(() => null));
+      if (!event.ok) return event;
+      const reply = RunnerReply.safeParse(event.value.type === "done" ? event.value.reply : null);
       if (!reply.success)
         return failure(ErrorCode.SANDBOX_UNAVAILABLE, "the local sandbox host sent a malformed reply");
       return reply.data;
@@ -40,6 +40,32 @@ export function hostRunner(baseUrl: string, token: string): EdgeRunner {
   };
 }
 
-function failure(code: RunnerFailure["code"], message: string): RunnerReply {
+async function postEvent(
+  url: URL,
+  token: string,
+  body: unknown,
+  deadline: number,
+): Promise<{ ok: true; value: z.infer<typeof HostEvent> } | Extract<RunnerReply, { ok: false }>> {
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+    });
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "TimeoutError") {
+      return failure(ErrorCode.SANDBOX_TIMEOUT, "the local sandbox host did not answer before the deadline");
+    }
+    return failure(ErrorCode.SANDBOX_UNAVAILABLE, `the local sandbox host is unreachable at ${url.origin}`);
+  }
+  if (!response.ok) return failure(ErrorCode.SANDBOX_UNAVAILABLE, `the local sandbox host answered ${response.status}`);
+  const event = HostEvent.safeParse(await response.json().catch(() => null));
+  if (!event.success) return failure(ErrorCode.SANDBOX_UNAVAILABLE, "the local sandbox host sent a malformed event");
+  return { ok: true, value: event.data };
+}
+
+function failure(code: RunnerFailure["code"], message: string): Extract<RunnerReply, { ok: false }> {
   return { ok: false, error: { code, message } };
 }

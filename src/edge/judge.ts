@@ -3,7 +3,8 @@
  * the job's source, compares test cases. Runs in the dispatcher, never inside the isolate, so a job
  * cannot forge its verdict. No I/O.
  */
-import { ErrorCode } from "../errors";
+import type { BindingCounters } from "../bindings/protocol";
+import { ErrorCode, isErrorCode } from "../errors";
 import type { ErrorBody } from "../errors";
 import type { ExecutionRequest, ExecutionResult, Metrics } from "../schemas";
 import { jsonEqual } from "./json-equal";
@@ -27,6 +28,7 @@ export function judge(
   job: ExecutionRequest,
   prepared: PreparedJob,
   reply: RunnerReply,
+  bindings: BindingCounters,
 ): ExecutionResult {
   const base = {
     id: record.id,
@@ -49,7 +51,7 @@ export function judge(
       output: null,
       logs: [],
       logsTruncated: false,
-      metrics: emptyMetrics(duration),
+      metrics: { ...emptyMetrics(duration), ...bindingMetrics(bindings) },
       error,
     };
   }
@@ -68,6 +70,7 @@ export function judge(
       outputBytes: report.calls.reduce((sum, call) => sum + (call.ok ? call.outputJson.length : 0), 0),
       checkpoints: report.guard.ticks,
       networkBlocked: report.network.length,
+      ...bindingMetrics(bindings),
     },
   };
 }
@@ -141,7 +144,25 @@ function judgeTests(
 
 function callFailure(error: ErrorInfo, map: SourceMapV3): Verdict {
   if (error.name === "CordonOutputTooLarge") return failed(ErrorCode.SANDBOX_OUTPUT_TOO_LARGE, error.message);
+  // A binding refusal the job did not catch keeps its own code (e.g. SANDBOX_SECURITY_VIOLATION).
+  if (error.code !== undefined && isErrorCode(error.code)) {
+    const stack = error.stack ? remapStack(error.stack, map) : "";
+    const where = firstJobLocation(stack);
+    return failed(error.code, error.message, {
+      ...(error.rule === undefined ? {} : { rule: error.rule }),
+      ...(where ? { line: where.line, column: where.column } : {}),
+    });
+  }
   return thrown(error, map, undefined);
+}
+
+function bindingMetrics(
+  counters: BindingCounters,
+): Pick<Metrics, "bindingCalls" | "dbQueries" | "dbRejected" | "kvReads" | "kvWrites"> {
+  return {
+    ...counters,
+    bindingCalls: { db: counters.dbQueries, kv: counters.kvReads + counters.kvWrites },
+  };
 }
 
 function thrown(error: ErrorInfo, map: SourceMapV3, context: string | undefined): Verdict {
@@ -175,6 +196,10 @@ function emptyMetrics(duration: number): Metrics {
     outputBytes: 0,
     checkpoints: 0,
     bindingCalls: { db: 0, kv: 0 },
+    dbQueries: 0,
+    dbRejected: 0,
+    kvReads: 0,
+    kvWrites: 0,
     networkBlocked: 0,
   };
 }

@@ -64,6 +64,7 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
     memoryMb: job.limits?.memory ?? job.memory,
     logBytes: job.limits?.logBytes,
     outputBytes: job.limits?.outputBytes,
+    bindingCalls: job.limits?.bindingCalls,
   });
   const inputs = job.test ? job.test.cases.map((testCase) => testCase.input) : [job.input ?? null];
   return {
@@ -87,6 +88,7 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
         maxOutputBytes: limits.outputBytes,
         inputs,
         request: jobRequest(job),
+        bindings: [...cordon.bindings],
       },
     },
   };

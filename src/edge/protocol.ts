@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ErrorCode } from "../errors";
+import type { BindingSession } from "../bindings/session";
 import { TRUST_LEVELS } from "../policy/trust";
 
 const jsonValue = z.json();
@@ -29,6 +30,8 @@ export const HarnessSpec = z.object({
   inputs: z.array(jsonValue),
   /** The request sent to a Worker `{ fetch }` export. */
   request: FetchRequestSpec,
+  /** Bindings the job's `env` offers (the dispatcher still checks every call). */
+  bindings: z.array(z.enum(["DB", "KV"])),
 });
 export type HarnessSpec = z.infer<typeof HarnessSpec>;
 
@@ -44,7 +47,14 @@ export const RunnerRequest = z.object({
 });
 export type RunnerRequest = z.infer<typeof RunnerRequest>;
 
-const ErrorInfo = z.object({ name: z.string(), message: z.string(), stack: z.string() });
+const ErrorInfo = z.object({
+  name: z.string(),
+  message: z.string(),
+  stack: z.string(),
+  /** Set when the error is a binding refusal the harness itself raised: the refusal's code survives. */
+  code: z.string().optional(),
+  rule: z.string().optional(),
+});
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
 export const CallOutcome = z.discriminatedUnion("ok", [
@@ -90,5 +100,6 @@ export type RunnerReply = z.infer<typeof RunnerReply>;
 
 /** Where edge jobs run: in this Worker's own Worker Loader, or in a supervised runner process. */
 export interface EdgeRunner {
-  run(request: RunnerRequest): Promise<RunnerReply>;
+  /** Runs the job; its binding calls are answered by `session`. Never throws. */
+  run(request: RunnerRequest, session: BindingSession): Promise<RunnerReply>;
 }

@@ -4,6 +4,7 @@
  * Never throws: a failure of the isolate itself comes back as `{ ok: false, error }`.
  */
 import { ErrorCode } from "../errors";
+import { activateSession } from "../bindings/entrypoint";
 import { HarnessReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
 
 /** Edge jobs run against a fixed, tested runtime surface, not whatever the dispatcher is on. */
@@ -13,17 +14,35 @@ interface HarnessEntrypoint {
   run(spec: RunnerRequest["spec"]): Promise<unknown>;
 }
 
-export function loaderRunner(loader: WorkerLoader): EdgeRunner {
-  return { run: (request) => runInLoader(loader, request) };
+/**
+ * The production runner: the dispatcher's own Worker Loader. The job's bindings are this Worker's
+ * JobBindings entrypoint with the job's id as props; its session is active while the job runs.
+ */
+export function loaderRunner(loader: WorkerLoader, exports: Cloudflare.Exports): EdgeRunner {
+  return {
+    async run(request, session) {
+      const deactivate = activateSession(session);
+      try {
+        return await runInLoader(loader, request, exports.JobBindings({ props: { executionId: request.executionId } }));
+      } finally {
+        deactivate();
+      }
+    },
+  };
 }
 
-export async function runInLoader(loader: WorkerLoader, request: RunnerRequest): Promise<RunnerReply> {
+/** `bindings` is an RPC stub with `call(raw) → BindingAnswer`, or undefined for a job with none. */
+export async function runInLoader(
+  loader: WorkerLoader,
+  request: RunnerRequest,
+  bindings?: unknown,
+): Promise<RunnerReply> {
   try {
     const worker = loader.load({
       compatibilityDate: JOB_COMPATIBILITY_DATE,
       mainModule: "harness.js",
       modules: request.modules,
-      env: {},
+      env: bindings === undefined ? {} : { BINDINGS: bindings },
       // No network at all: fetch() and connect() fail inside the runtime.
       globalOutbound: null,
       // Enforced by Cloudflare in production; local workerd ignores them (the guard covers locally).

@@ -7,7 +7,7 @@ import { hostRunner } from "./host-runner";
 import type { EdgeRunner } from "./protocol";
 import { loaderRunner } from "./runner";
 
-export function edgeRunnerFor(env: Env): EdgeRunner {
+export function edgeRunnerFor(env: Env, exports: Cloudflare.Exports): EdgeRunner {
   if (env.CORDON_HOST_URL) return hostRunner(env.CORDON_HOST_URL, env.CORDON_HOST_TOKEN);
-  return loaderRunner(env.LOADER);
+  return loaderRunner(env.LOADER, exports);
 }

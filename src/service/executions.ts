@@ -3,6 +3,7 @@
  * the SandboxService RPC entrypoint). Refusals are thrown as CordonError; each way in turns them into
  * its own wire form.
  */
+import { BindingSession } from "../bindings/session";
 import { CordonError, ErrorCode } from "../errors";
 import { runEdgeJob } from "../edge/execute";
 import { instrumentJob, type ExportKind, type Violation } from "../edge/instrument";
@@ -19,6 +20,8 @@ import { admitExecution, type RateInfo } from "./admission";
 export interface ServiceContext {
   env: Env;
   caller: Caller;
+  /** This Worker's loopback entrypoints (the production home hands JobBindings to jobs). */
+  exports: Cloudflare.Exports;
 }
 
 export async function execute(
@@ -32,8 +35,17 @@ export async function execute(
   const prepared = prepareEdgeJob(job, { executionId: newId("exec"), trustLevel, acceptedAt: acceptedAt.getTime() });
   const admission = await admitExecution(env, caller, prepared.limits.timeoutMs);
   try {
+    const session = new BindingSession({
+      executionId: prepared.runnerRequest.executionId,
+      tenantId: caller.tenant.id,
+      trustLevel,
+      maxCalls: prepared.limits.bindingCalls,
+      db: env.DB,
+      kv: env.JOB_KV,
+    });
     const result = await runEdgeJob(job, prepared, {
-      runner: edgeRunnerFor(env),
+      runner: edgeRunnerFor(env, context.exports),
+      session,
       db: env.DB,
       tenantId: caller.tenant.id,
       acceptedAt,

@@ -18,12 +18,9 @@ async function runInProcess(job: Record<string, unknown>) {
   });
   const reply = await runInLoader(env.LOADER, prepared.runnerRequest);
   const now = new Date();
-  return judge(
-    { id: "exec_inprocess", tenantId: "ten_test", codeSha256: "", createdAt: now, finishedAt: now },
-    request,
-    prepared,
-    reply,
-  );
+  const noBindings = { dbQueries: 0, dbRejected: 0, kvReads: 0, kvWrites: 0 };
+  const record = { id: "exec_inprocess", tenantId: "ten_test", codeSha256: "", createdAt: now, finishedAt: now };
+  return judge(record, request, prepared, reply, noBindings);
 }
 
 describe("in-process runner (Worker Loader of the dispatcher)", () => {

@@ -23,10 +23,24 @@ const resolved = Promise.resolve.bind(Promise);
 const encoder = new TextEncoder();
 const byteLength = (text) => encoder.encode(text).length;
 const TIMED_OUT = Symbol("timed out");
+/** Errors the harness raised for refused binding calls: their code survives if the job does not catch them. */
+const bindingRefusals = new WeakSet();
+
+class CordonBindingError extends Error {
+  constructor(error) {
+    super(String(error?.message ?? "the binding call was refused"));
+    this.name = "CordonBindingError";
+    this.code = String(error?.code ?? "SANDBOX_RUNTIME_ERROR");
+    if (error?.rule !== undefined) this.rule = String(error.rule);
+  }
+}
 const LEVELS = { log: "log", info: "info", warn: "warn", error: "error", debug: "debug", trace: "debug" };
 
 function describeError(error) {
   if (error !== null && typeof error === "object") {
+    if (bindingRefusals.has(error)) {
+      return { name: error.name, message: error.message, stack: String(error.stack ?? ""), code: error.code, ...(error.rule === undefined ? {} : { rule: error.rule }) };
+    }
     let name = "Error", message = "", stack = "";
     try { name = String(error.name ?? "Error"); } catch {}
     try { message = String(error.message ?? ""); } catch {}
@@ -93,6 +107,34 @@ function trapNetwork() {
   globalThis.fetch = async (input) => {
     throw blockNetwork(hostOf(input), "fetch");
   };
+}
+
+/** The job's env: DB and KV as plain objects whose methods turn into binding calls; nothing else. */
+function jobEnv(spec, stub) {
+  const env = {};
+  if (!stub) return Object.freeze(env);
+  const call = async (payload) => {
+    const answer = await stub.call(payload);
+    if (answer !== null && typeof answer === "object" && answer.ok === true) return answer.value;
+    const error = new CordonBindingError(answer?.error);
+    bindingRefusals.add(error);
+    throw error;
+  };
+  if (spec.bindings.includes("DB")) {
+    env.DB = Object.freeze({
+      query: (sql, params) => call({ binding: "DB", method: "query", sql, params: params ?? [] }),
+    });
+  }
+  if (spec.bindings.includes("KV")) {
+    env.KV = Object.freeze({
+      get: (key) => call({ binding: "KV", method: "get", key }),
+      put: (key, value, options) =>
+        call({ binding: "KV", method: "put", key, value, ...(options?.expirationTtl === undefined ? {} : { expirationTtl: options.expirationTtl }) }),
+      delete: (key) => call({ binding: "KV", method: "delete", key }),
+      list: (options) => call({ binding: "KV", method: "list", ...(options ?? {}) }),
+    });
+  }
+  return Object.freeze(env);
 }
 
 async function readBounded(response, maxBytes) {
@@ -165,6 +207,7 @@ export class Harness extends WorkerEntrypoint {
     });
     const withinDeadline = (promise) => race([promise, expired]);
 
+    const env = jobEnv(spec, this.env.BINDINGS);
     const calls = [];
     let exportKind = "invalid";
     let loadError = null;
@@ -180,7 +223,7 @@ export class Harness extends WorkerEntrypoint {
 
         if (exportKind === "function") {
           for (const input of spec.inputs) {
-            const ctx = { env: this.env ?? {}, executionId: spec.executionId };
+            const ctx = { env, executionId: spec.executionId };
             const outcome = await withinDeadline(
               resolved().then(() => handler(input, ctx)).then(
                 (value) => settle(value, spec),
@@ -193,7 +236,7 @@ export class Harness extends WorkerEntrypoint {
           }
         } else if (exportKind === "fetch-handler") {
           const outcome = await withinDeadline(
-            callFetch(handler, spec, this.env ?? {}).catch((error) => ({ ok: false, error: describeError(error) })),
+            callFetch(handler, spec, env).catch((error) => ({ ok: false, error: describeError(error) })),
           );
           if (outcome === TIMED_OUT) timedOut = true;
           else calls[calls.length] = outcome;

@@ -1,0 +1,78 @@
+/**
+ * The DB binding's one operation: run a statement for a tenant, after the SQL policy has parsed it,
+ * checked its kind against the cordon and confined every table to the tenant's namespace. Values go
+ * in only as bound parameters. Rows and bytes of the answer are bounded.
+ */
+import { ErrorCode } from "../errors";
+import { checkStatement, type StatementKind } from "./sql";
+import type { BindingAnswer } from "./protocol";
+
+export const MAX_ROWS = 1_000;
+export const MAX_RESULT_BYTES = 1024 * 1024;
+
+/** The cordon policy names "ddl"; the SQL policy names each schema statement. */
+const DDL_KINDS: readonly StatementKind[] = ["create_table", "create_index", "drop_table", "drop_index", "alter_table"];
+
+export function allowedStatementKinds(policyKinds: readonly string[]): ReadonlySet<StatementKind> {
+  const kinds = new Set<StatementKind>();
+  for (const kind of policyKinds) {
+    if (kind === "ddl") DDL_KINDS.forEach((ddl) => kinds.add(ddl));
+    else kinds.add(kind as StatementKind);
+  }
+  return kinds;
+}
+
+export interface DatabaseScope {
+  /** Lowercase [a-z0-9]{1,32}, derived from the tenant id: the namespace of the tenant's tables. */
+  tenantKey: string;
+  allowedKinds: ReadonlySet<StatementKind>;
+}
+
+export async function runStatement(
+  db: D1Database,
+  scope: DatabaseScope,
+  sql: string,
+  params: (string | number | boolean | null)[],
+): Promise<BindingAnswer> {
+  const verdict = checkStatement(sql, scope);
+  if (!verdict.ok) {
+    return {
+      ok: false,
+      error: {
+        code: ErrorCode.SANDBOX_SECURITY_VIOLATION,
+        message: `statement refused: ${verdict.message}`,
+        rule: verdict.rule,
+      },
+    };
+  }
+  try {
+    const bound = db
+      .prepare(verdict.sql)
+      .bind(...params.map((value) => (typeof value === "boolean" ? Number(value) : value)));
+    const result = await bound.all<Record<string, unknown>>();
+    const rows = result.results.slice(0, MAX_ROWS);
+    const bytes = JSON.stringify(rows).length;
+    if (bytes > MAX_RESULT_BYTES) {
+      return {
+        ok: false,
+        error: {
+          code: ErrorCode.SANDBOX_OUTPUT_TOO_LARGE,
+          message: `the result is ${bytes} bytes; the limit is ${MAX_RESULT_BYTES}`,
+        },
+      };
+    }
+    return {
+      ok: true,
+      value: {
+        rows,
+        rowCount: rows.length,
+        truncated: result.results.length > MAX_ROWS,
+        changes: result.meta.changes ?? 0,
+      },
+    };
+  } catch (error) {
+    // D1 names the physical tables; show the job the names it wrote.
+    const message = (error instanceof Error ? error.message : String(error)).replaceAll(`t_${scope.tenantKey}__`, "");
+    return { ok: false, error: { code: ErrorCode.SANDBOX_RUNTIME_ERROR, message: `the statement failed: ${message}` } };
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * INSERT, UPDATE and DELETE: the target is always a real table (SQLite never resolves a statement
+ * target to a CTE), the rest is queries and expressions. RETURNING gets the target passed along,
+ * because SQLite resolves `target.column` there by the real table name, not by its alias.
+ */
+import type { DeleteStmt, InsertClause, InsertStmt, Node, UpdateStmt } from "sql-parser-cst";
+import type { Confiner, Target } from "./confiner";
+import { refuse } from "./refusal";
+import { CteScope } from "./scope";
+
+export function confineInsert(confiner: Confiner, statement: InsertStmt): void {
+  let scope = CteScope.EMPTY;
+  let target: Target | undefined;
+  for (const [position, clause] of statement.clauses.entries()) {
+    switch (clause.type) {
+      case "with_clause":
+        scope = leadingWith(confiner, clause, position, scope);
+        break;
+      case "insert_clause":
+        target = insertTarget(confiner, clause, scope);
+        break;
+      case "select_stmt":
+      case "compound_select_stmt":
+        confiner.query(clause, scope);
+        break;
+      case "returning_clause":
+        confiner.expr(clause, { scope, returning: target });
+        break;
+      default:
+        confiner.expr(clause, { scope });
+    }
+  }
+}
+
+function insertTarget(confiner: Confiner, clause: InsertClause, scope: CteScope): Target {
+  if (clause.modifiers.length > 0) refuse("unsupported_syntax", "INSERT modifiers");
+  if (clause.columns) confiner.expr(clause.columns, { scope });
+  return confiner.target(clause.table, scope);
+}
+
+export function confineUpdate(confiner: Confiner, statement: UpdateStmt): void {
+  let scope = CteScope.EMPTY;
+  let target: Target | undefined;
+  for (const [position, clause] of statement.clauses.entries()) {
+    switch (clause.type) {
+      case "with_clause":
+        scope = leadingWith(confiner, clause, position, scope);
+        break;
+      case "update_clause":
+        if (clause.modifiers.length > 0) refuse("unsupported_syntax", "UPDATE modifiers");
+        target = confiner.target(onlyItem(clause.tables.items, "UPDATE"), scope);
+        break;
+      case "from_clause":
+        confiner.tableExpr(clause.expr, scope);
+        break;
+      case "returning_clause":
+        confiner.expr(clause, { scope, returning: target });
+        break;
+      default:
+        confiner.expr(clause, { scope });
+    }
+  }
+}
+
+export function confineDelete(confiner: Confiner, statement: DeleteStmt): void {
+  let scope = CteScope.EMPTY;
+  let target: Target | undefined;
+  for (const [position, clause] of statement.clauses.entries()) {
+    switch (clause.type) {
+      case "with_clause":
+        scope = leadingWith(confiner, clause, position, scope);
+        break;
+      case "delete_clause":
+        if (clause.modifiers.length > 0) refuse("unsupported_syntax", "DELETE modifiers");
+        target = confiner.target(onlyItem(clause.tables.items, "DELETE"), scope);
+        break;
+      case "returning_clause":
+        confiner.expr(clause, { scope, returning: target });
+        break;
+      case "from_clause":
+        // DELETE … USING / a second FROM belong to other dialects.
+        return refuse("unsupported_syntax", "DELETE takes a single table");
+      default:
+        confiner.expr(clause, { scope });
+    }
+  }
+}
+
+function leadingWith(
+  confiner: Confiner,
+  clause: Parameters<Confiner["withClause"]>[0],
+  position: number,
+  scope: CteScope,
+): CteScope {
+  if (position !== 0) refuse("unsupported_syntax", "WITH must come first");
+  return confiner.withClause(clause, scope);
+}
+
+function onlyItem<T extends Node>(items: T[], statement: string): T {
+  const [first] = items;
+  if (!first || items.length > 1) refuse("unsupported_syntax", `${statement} takes a single table`);
+  return first;
+}

@@ -1,0 +1,255 @@
+/**
+ * The DB and KV bindings of edge jobs, end to end through the dispatcher (local home: calls relayed by
+ * the sandbox host), and through the production home (the dispatcher's own Worker Loader and its
+ * JobBindings entrypoint). Two tenants; tenant B's data must be unreachable from tenant A's jobs.
+ */
+import { env, exports } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BindingSession } from "../../src/bindings/session";
+import { prepareEdgeJob } from "../../src/edge/prepare";
+import { loaderRunner } from "../../src/edge/runner";
+import { ExecutionRequest } from "../../src/schemas";
+import { createTenant, type TestTenant } from "../helpers";
+
+let alice: TestTenant;
+let bob: TestTenant;
+
+/** A job body that runs `statements` in order, catching each, and returns what each gave. */
+function probe(statements: string[]): string {
+  return `export default async (_input, { env }) => {
+    const out = [];
+    for (const sql of ${JSON.stringify(statements)}) {
+      try { out.push({ ok: await env.DB.query(sql) }); }
+      catch (error) { out.push({ error: error.code ?? error.name, rule: error.rule ?? null, message: error.message }); }
+    }
+    return out;
+  }`;
+}
+
+beforeAll(async () => {
+  alice = await createTenant({ name: "alice", maxTrustLevel: "high" });
+  bob = await createTenant({ name: "bob", maxTrustLevel: "high" });
+  const seeded = await bob.execute({
+    code: `export default async (_input, { env }) => {
+      await env.DB.query("CREATE TABLE secrets (id INTEGER PRIMARY KEY, value TEXT)");
+      await env.DB.query("INSERT INTO secrets (value) VALUES (?)", ["bob-secret-row"]);
+      await env.KV.put("plans", "bob-secret-kv");
+      return (await env.DB.query("SELECT value FROM secrets")).rows;
+    }`,
+  });
+  expect(seeded.body.output).toEqual([{ value: "bob-secret-row" }]);
+});
+
+describe("DB binding", () => {
+  it("creates, writes and reads the tenant's own tables with bound parameters", async () => {
+    const { status, body } = await alice.execute({
+      code: `export default async (input, { env }) => {
+        await env.DB.query("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, age INTEGER)");
+        for (const [name, age] of input) await env.DB.query("INSERT INTO users (name, age) VALUES (?, ?)", [name, age]);
+        await env.DB.query("UPDATE users SET age = age + 1 WHERE name = ?", ["ada"]);
+        return await env.DB.query("SELECT name, age FROM users WHERE age > ? ORDER BY name", [30]);
+      }`,
+      input: [
+        ["ada", 36],
+        ["bob", 25],
+        ["cy", 41],
+      ],
+    });
+    expect(status).toBe(200);
+    expect(body.output).toMatchObject({
+      rows: [
+        { name: "ada", age: 37 },
+        { name: "cy", age: 41 },
+      ],
+      rowCount: 2,
+    });
+    expect(body.metrics).toMatchObject({ dbQueries: 6, dbRejected: 0, bindingCalls: { db: 6, kv: 0 } });
+  });
+
+  it("fails the job with SANDBOX_SECURITY_VIOLATION when a refused statement is not caught", async () => {
+    const { status, body } = await alice.execute({
+      code: "export default async (_input, { env }) => env.DB.query('SELECT * FROM users; DROP TABLE users')",
+    });
+    expect(status).toBe(403);
+    expect(body.error).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", rule: "multiple_statements" });
+    expect(body.metrics).toMatchObject({ dbQueries: 1, dbRejected: 1 });
+  });
+
+  it("allows only the statement kinds of the trust level", async () => {
+    const low = await alice.execute({
+      code: probe(["SELECT count(*) AS n FROM users", "INSERT INTO users (name) VALUES ('x')", "CREATE TABLE t (a)"]),
+      trustLevel: "low",
+    });
+    const results = low.body.output as { ok?: unknown; rule?: string }[];
+    expect(results[0]?.ok).toMatchObject({ rows: [{ n: 3 }] });
+    expect(results[1]?.rule).toBe("statement_kind_not_allowed");
+    expect(results[2]?.rule).toBe("statement_kind_not_allowed");
+
+    const medium = await alice.execute({
+      code: probe(["INSERT INTO users (name) VALUES ('m')", "DROP TABLE users"]),
+      trustLevel: "medium",
+    });
+    const mediumResults = medium.body.output as { ok?: unknown; rule?: string }[];
+    expect(mediumResults[0]?.ok).toBeDefined();
+    expect(mediumResults[1]?.rule).toBe("statement_kind_not_allowed");
+  });
+
+  it("gives untrusted jobs no bindings at all", async () => {
+    const { body } = await alice.execute({
+      code: "export default async (_input, ctx) => Object.keys(ctx.env)",
+      trustLevel: "untrusted",
+    });
+    expect(body.output).toEqual([]);
+  });
+
+  it("keeps tenant B's tables unreachable, unnamable and undetectable from tenant A", async () => {
+    const bobKey = bob.id.replace(/^ten_/, "");
+    const { body } = await alice.execute({
+      code: probe([
+        "SELECT * FROM secrets",
+        `SELECT * FROM t_${bobKey}__secrets`,
+        `SELECT * FROM "t_${bobKey}__secrets"`,
+        `SELECT value FROM users UNION SELECT value FROM t_${bobKey}__secrets`,
+        "SELECT name FROM sqlite_master",
+        "SELECT name FROM sqlite_schema WHERE name LIKE '%secrets%'",
+        "SELECT * FROM pragma_table_list",
+        "PRAGMA table_list",
+        `ATTACH DATABASE 'x' AS other`,
+        `SELECT count(*) FROM main.t_${bobKey}__secrets`,
+        "SELECT load_extension('x')",
+        `WITH s AS (SELECT * FROM t_${bobKey}__secrets) SELECT * FROM s`,
+        `INSERT INTO users (name) SELECT value FROM t_${bobKey}__secrets`,
+      ]),
+    });
+    expect(JSON.stringify(body.output)).not.toContain("bob-secret-row");
+    const results = body.output as { ok?: unknown; error?: string }[];
+    // The job's own namespace has no "secrets" table: an error, not bob's rows.
+    expect(results[0]?.error).toBe("SANDBOX_RUNTIME_ERROR");
+    expect(results.slice(1).every((result) => result.error === "SANDBOX_SECURITY_VIOLATION")).toBe(true);
+  });
+
+  it("answers a probe of tenant B's real table exactly like a probe of a table that exists nowhere", async () => {
+    const bobKey = bob.id.replace(/^ten_/, "");
+    const ghostKey = "0".repeat(32);
+    const statements = (key: string) => [
+      `SELECT count(*) FROM t_${key}__secrets`,
+      `SELECT * FROM "t_${key}__secrets" LIMIT 1`,
+    ];
+    const real = await alice.execute({ code: probe(statements(bobKey)) });
+    const ghost = await alice.execute({ code: probe(statements(ghostKey)) });
+    expect(JSON.stringify(real.body.output).replaceAll(bobKey, "KEY")).toBe(
+      JSON.stringify(ghost.body.output).replaceAll(ghostKey, "KEY"),
+    );
+  });
+
+  it("enforces the per-job binding call quota", async () => {
+    const { body } = await alice.execute({
+      code: probe(["SELECT 1", "SELECT 2", "SELECT 3"]),
+      limits: { bindingCalls: 2 },
+    });
+    const results = body.output as { ok?: unknown; rule?: string }[];
+    expect(results.map((result) => (result.ok ? "ok" : result.rule))).toEqual(["ok", "ok", "binding_call_quota"]);
+  });
+});
+
+describe("KV binding", () => {
+  it("round-trips values and lists with pagination, confined to the tenant", async () => {
+    const { status, body } = await alice.execute({
+      code: `export default async (_input, { env }) => {
+        for (let i = 0; i < 5; i++) await env.KV.put("item/" + i, "v" + i);
+        await env.KV.put("tmp", "gone", { expirationTtl: 120 });
+        await env.KV.delete("tmp");
+        const first = await env.KV.list({ prefix: "item/", limit: 3 });
+        const second = await env.KV.list({ prefix: "item/", cursor: first.cursor, limit: 3 });
+        return {
+          value: await env.KV.get("item/3"),
+          deleted: await env.KV.get("tmp"),
+          bobs: await env.KV.get("plans"),
+          pages: [first.keys.map((k) => k.name), second.keys.map((k) => k.name), second.complete],
+        };
+      }`,
+    });
+    expect(status).toBe(200);
+    expect(body.output).toEqual({
+      value: "v3",
+      deleted: null,
+      bobs: null,
+      pages: [["item/0", "item/1", "item/2"], ["item/3", "item/4"], true],
+    });
+    expect(body.metrics).toMatchObject({ kvWrites: 7, kvReads: 5, bindingCalls: { db: 0, kv: 12 } });
+  });
+
+  it("refuses hostile keys, short TTLs and oversized values with a reason", async () => {
+    const { body } = await alice.execute({
+      code: `export default async (_input, { env }) => {
+        const attempts = [
+          () => env.KV.get("../plans"),
+          () => env.KV.get("a/../../t/${"x"}/plans"),
+          () => env.KV.get("/plans"),
+          () => env.KV.get("line\\nbreak"),
+          () => env.KV.get("nul\\u0000"),
+          () => env.KV.get(""),
+          () => env.KV.put("k", "v", { expirationTtl: 10 }),
+          () => env.KV.put("k", "x".repeat(200 * 1024)),
+          () => env.KV.put("k", { not: "a string" }),
+        ];
+        const out = [];
+        for (const attempt of attempts) {
+          try { await attempt(); out.push("allowed"); } catch (error) { out.push(error.rule ?? error.name); }
+        }
+        return out;
+      }`,
+    });
+    expect(body.output).toEqual([
+      "invalid_key",
+      "invalid_key",
+      "invalid_key",
+      "invalid_key",
+      "invalid_key",
+      "invalid_key",
+      "invalid_ttl",
+      "value_too_large",
+      "malformed_call",
+    ]);
+  });
+
+  it("cannot reach another tenant's keys through its prefix", async () => {
+    const { body } = await alice.execute({
+      code: `export default async (_input, { env }) => [await env.KV.get("t/${bob.id}/plans"), (await env.KV.list()).keys.map((k) => k.name).filter((n) => n.includes("plans"))]`,
+    });
+    expect(body.output).toEqual([null, []]);
+  });
+});
+
+describe("production home: the dispatcher's own Worker Loader and JobBindings entrypoint", () => {
+  it("runs DB and KV calls through ctx.exports with the same session rules", async () => {
+    const job = ExecutionRequest.parse({
+      runtime: "edge",
+      code: `export default async (_input, { env }) => {
+        await env.KV.put("home", "production");
+        let refused = null;
+        try { await env.DB.query("PRAGMA table_list"); } catch (error) { refused = error.rule; }
+        return { kv: await env.KV.get("home"), db: (await env.DB.query("SELECT 40 + ? AS n", [2])).rows[0].n, refused };
+      }`,
+    });
+    const prepared = prepareEdgeJob(job, {
+      executionId: "exec_production_home",
+      trustLevel: "high",
+      acceptedAt: Date.now(),
+    });
+    const session = new BindingSession({
+      executionId: "exec_production_home",
+      tenantId: alice.id,
+      trustLevel: "high",
+      maxCalls: 10,
+      db: env.DB,
+      kv: env.JOB_KV,
+    });
+    const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
+    expect(reply.ok && reply.report.calls[0]).toMatchObject({
+      ok: true,
+      outputJson: JSON.stringify({ kv: "production", db: 42, refused: "pragma" }),
+    });
+    expect(session.counters).toEqual({ dbQueries: 2, dbRejected: 1, kvReads: 1, kvWrites: 1 });
+  });
+});
