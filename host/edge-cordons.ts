@@ -27,8 +27,13 @@ export class EdgeCordons {
     await Promise.all(CORDONS.map((cordon) => this.#pools[cordon].start()));
   }
 
-  run(cordon: Cordon, body: string, timeoutMs: number): Promise<RunOutcome> {
-    return this.#pools[cordon].run(body, timeoutMs);
+  run(cordon: Cordon, body: string, timeoutMs: number, executionId: string): Promise<RunOutcome> {
+    return this.#pools[cordon].run(body, timeoutMs, executionId);
+  }
+
+  async cancel(executionId: string): Promise<boolean> {
+    const cancelled = await Promise.all(CORDONS.map((cordon) => this.#pools[cordon].cancel(executionId)));
+    return cancelled.some(Boolean);
   }
 
   get stats(): Record<Cordon, EdgePool["stats"]> {

@@ -7,6 +7,7 @@
  *   dispatcher → POST /v1/edge/run                 → the job's next event
  *   dispatcher → POST /v1/edge/jobs/:id/answer     → (answers one call) the job's next event
  *   runner     → POST /v1/edge/binding-call        → blocks until the dispatcher has answered
+ *   dispatcher → POST /v1/edge/jobs/:id/cancel     → kills the runner process holding the job
  *
  * An event is `{ type: "call", callId, call }` or `{ type: "done", reply }`. Calls of one job are
  * delivered one at a time, in order. Loopback HTTP only: it survives runner restarts.
@@ -38,7 +39,7 @@ export class EdgeJobs {
     if (this.#jobs.has(executionId)) return Promise.resolve(done({ ok: false, error: duplicate(executionId) }));
     const job: Job = { events: [], waiter: undefined, pending: new Map(), finished: false };
     this.#jobs.set(executionId, job);
-    void this.#edge.run(cordon, body, timeoutMs).then((outcome) => {
+    void this.#edge.run(cordon, body, timeoutMs, executionId).then((outcome) => {
       const reply: unknown =
         outcome.kind === "reply"
           ? parseOr(outcome.body)
@@ -61,6 +62,11 @@ export class EdgeJobs {
     job.pending.get(callId)?.(answer);
     job.pending.delete(callId);
     return this.#next(executionId, job);
+  }
+
+  /** Stops a running job by killing its runner process. */
+  cancel(executionId: string): Promise<boolean> {
+    return this.#edge.cancel(executionId);
   }
 
   /** A binding call from a runner; resolves with the dispatcher's answer. */

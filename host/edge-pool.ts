@@ -10,6 +10,7 @@ export class EdgePool {
   readonly #size: number;
   readonly #idle: RunnerProcess[] = [];
   readonly #waiting: ((runner: RunnerProcess) => void)[] = [];
+  readonly #busy = new Map<string, RunnerProcess>();
   #closed = false;
   #replaced = 0;
 
@@ -26,9 +27,10 @@ export class EdgePool {
     return { size: this.#size, idle: this.#idle.length, waiting: this.#waiting.length, replaced: this.#replaced };
   }
 
-  async run(body: string, timeoutMs: number): Promise<RunOutcome> {
+  async run(body: string, timeoutMs: number, executionId: string): Promise<RunOutcome> {
     const runner = await this.#acquire();
-    const outcome = await runner.run(body, timeoutMs);
+    this.#busy.set(executionId, runner);
+    const outcome = await runner.run(body, timeoutMs).finally(() => this.#busy.delete(executionId));
     if (runner.healthy) {
       this.#release(runner);
     } else {
@@ -36,6 +38,14 @@ export class EdgePool {
       void runner.dispose().then(() => this.#spawn());
     }
     return outcome;
+  }
+
+  /** Kills the process running this job, if any; the pool replaces it. */
+  async cancel(executionId: string): Promise<boolean> {
+    const runner = this.#busy.get(executionId);
+    if (!runner) return false;
+    await runner.dispose();
+    return true;
   }
 
   async close(): Promise<void> {

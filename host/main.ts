@@ -4,6 +4,7 @@
  *
  *   POST /v1/edge/run               body: a runner request (src/edge/protocol.ts) → the job's next event
  *   POST /v1/edge/jobs/:id/answer   body: {callId, answer} → the job's next event (see edge-jobs.ts)
+ *   POST /v1/edge/jobs/:id/cancel   kills the runner process holding the job
  *   POST /v1/edge/binding-call      from runner processes only: relays a job's binding call
  *   POST /v1/node/run               a node job (see node/README.md)
  *   GET  /healthz                   → pool statistics
@@ -123,6 +124,10 @@ async function handle(
   }
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
 
+  const cancelPath = /^\/v1\/edge\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
+  if (cancelPath && request.method === "POST") {
+    return send(response, 200, { cancelled: await jobs.cancel(cancelPath[1] ?? "") });
+  }
   const answerPath = /^\/v1\/edge\/jobs\/([\w-]+)\/answer$/.exec(url.pathname);
   if (answerPath && request.method === "POST") {
     const answered = parseJson(await readBody(request));

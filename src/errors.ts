@@ -34,6 +34,10 @@ export const ErrorCode = {
   SANDBOX_RUNTIME_ERROR: "SANDBOX_RUNTIME_ERROR",
   /** The job's return value (or response body) is larger than its output limit. */
   SANDBOX_OUTPUT_TOO_LARGE: "SANDBOX_OUTPUT_TOO_LARGE",
+  /** The job was cancelled by its caller before it finished. */
+  SANDBOX_CANCELLED: "SANDBOX_CANCELLED",
+  /** The execution has not finished yet (e.g. DELETE of a running job). */
+  EXECUTION_NOT_FINISHED: "EXECUTION_NOT_FINISHED",
   /** The runner holding the job died for a reason that is not the job's memory or time. */
   SANDBOX_RUNNER_CRASHED: "SANDBOX_RUNNER_CRASHED",
   /** No runner could take the job (the local sandbox host is down or unreachable). */
@@ -60,6 +64,8 @@ export const ERROR_STATUS = {
   SANDBOX_SECURITY_VIOLATION: 403,
   SANDBOX_RUNTIME_ERROR: 422,
   SANDBOX_OUTPUT_TOO_LARGE: 422,
+  SANDBOX_CANCELLED: 409,
+  EXECUTION_NOT_FINISHED: 409,
   SANDBOX_RUNNER_CRASHED: 502,
   SANDBOX_UNAVAILABLE: 503,
   INTERNAL_ERROR: 500,

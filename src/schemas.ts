@@ -49,6 +49,8 @@ export const ExecutionRequest = z
     captureConsole: z.boolean().default(true),
     /** At most the tenant's ceiling; defaults to it. */
     trustLevel: TrustLevel.optional(),
+    /** Answer at once with 202 and the execution id; read the result with GET, wait or cancel it. */
+    async: z.boolean().default(false),
     metadata: Metadata.optional(),
     timeout: positiveMs.optional(),
     memory: z.number().int().positive().optional(),
@@ -77,7 +79,8 @@ export const ExecutionRequest = z
   .strict();
 export type ExecutionRequest = z.infer<typeof ExecutionRequest>;
 
-export const ExecutionStatus = z.enum(["succeeded", "failed", "timed_out"]);
+/** Final states of a job; a stored result always has one of these. */
+export const ExecutionStatus = z.enum(["succeeded", "failed", "timed_out", "cancelled"]);
 export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
 
 export const Metrics = z.object({
@@ -234,4 +237,25 @@ export const CreateTenant = z
 export const UpdateTenant = CreateTenant.partial().strict();
 export const CreateKey = z
   .object({ name: z.string().min(1).max(100).optional(), rateLimit: RateLimitPerHour.optional() })
+  .strict();
+
+/** A job that has not finished: what GET, wait and submit answer until the result exists. */
+export const ExecutionProgress = z.object({
+  id: z.string(),
+  status: z.enum(["queued", "running"]),
+  runtime: z.literal("edge"),
+  trustLevel: TrustLevel,
+  createdAt: z.string(),
+});
+export type ExecutionProgress = z.infer<typeof ExecutionProgress>;
+
+export function isFinished(outcome: ExecutionResult | ExecutionProgress): outcome is ExecutionResult {
+  return outcome.status !== "queued" && outcome.status !== "running";
+}
+
+export const WaitQuery = z
+  .object({
+    /** How long to hold the request open for the result, ms (at most 30 s). */
+    timeout: z.coerce.number().int().min(0).max(30_000).default(10_000),
+  })
   .strict();

@@ -11,18 +11,27 @@
  *
  * Retries: 429 and 503 answers are retried after `Retry-After` (at most `maxRetries` times, never
  * waiting longer than `maxRetryDelayMs`): both mean the job did not run. A network failure is retried
- * only for reads; a submitted job may have run, so it is never sent twice.
+ * only for idempotent calls (reads, wait, cancel, delete); a submitted job may have run, so it is
+ * never sent twice.
  */
 import type { z } from "zod";
-import type { ErrorBody } from "../errors";
-import type { ExecutionRequest, ExecutionResult, ListQuery, ValidateRequest } from "../schemas";
+/**
+ * An error as the service sends it (`ErrorBody` of src/errors.ts), or one the client raises itself
+ * (`CLIENT_WAIT_TIMEOUT`).
+ */
+interface WireError {
+  code: string;
+  message: string;
+  [detail: string]: unknown;
+}
+import type { ExecutionProgress, ExecutionRequest, ExecutionResult, ListQuery, ValidateRequest } from "../schemas";
 import type { ValidationReport } from "../service/executions";
 import type { ExecutionPage } from "../store/executions";
 
 export type ExecuteCodeRequest = z.input<typeof ExecutionRequest>;
 export type ListExecutionsQuery = z.input<typeof ListQuery>;
 export type ValidateCodeRequest = z.input<typeof ValidateRequest>;
-export type { ExecutionResult, ExecutionPage, ValidationReport };
+export type { ExecutionResult, ExecutionPage, ExecutionProgress, ValidationReport };
 
 export interface CordonOptions {
   baseUrl: string;
@@ -46,7 +55,7 @@ export class CordonError extends Error {
   readonly metrics: ExecutionResult["metrics"] | undefined;
   readonly result: ExecutionResult | undefined;
 
-  constructor(status: number, error: ErrorBody, result?: ExecutionResult) {
+  constructor(status: number, error: WireError, result?: ExecutionResult) {
     super(error.message);
     const { code, message: _message, ...detail } = error;
     this.code = code;
@@ -60,13 +69,26 @@ export class CordonError extends Error {
 }
 
 const DEFAULT_MAX_RETRIES = 2;
+const DEFAULT_WAIT_MS = 60_000;
+/** The server holds one wait request open for at most 30 s. */
+const MAX_POLL_MS = 30_000;
 const DEFAULT_MAX_RETRY_DELAY_MS = 10_000;
 const RETRIED_STATUSES = new Set([429, 503]);
 
 export class Cordon {
-  readonly execute: { code: (request: ExecuteCodeRequest) => Promise<ExecutionResult> };
+  readonly execute: {
+    /** Runs a job and resolves with its result. */
+    code: (request: ExecuteCodeRequest) => Promise<ExecutionResult>;
+    /** Starts a job and resolves at once with its id and status. */
+    submit: (request: ExecuteCodeRequest) => Promise<ExecutionProgress>;
+  };
   readonly executions: {
-    get: (id: string) => Promise<ExecutionResult>;
+    /** The result, or the progress of a job still running. */
+    get: (id: string) => Promise<ExecutionResult | ExecutionProgress>;
+    /** Resolves with the result once the job ends; throws if it fails, like `execute.code`. */
+    wait: (id: string, options?: { timeoutMs?: number; pollTimeoutMs?: number }) => Promise<ExecutionResult>;
+    cancel: (id: string) => Promise<ExecutionResult | ExecutionProgress>;
+    delete: (id: string) => Promise<void>;
     list: (query?: ListExecutionsQuery) => Promise<ExecutionPage>;
   };
   readonly #baseUrl: string;
@@ -81,9 +103,20 @@ export class Cordon {
     this.#fetch = options.fetch ?? ((request) => fetch(request));
     this.#maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     this.#maxRetryDelayMs = options.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS;
-    this.execute = { code: (request) => this.#send<ExecutionResult>("POST", "/v1/executions", request) };
+    const path = (id: string, action = "") => `/v1/executions/${encodeURIComponent(id)}${action}`;
+    this.execute = {
+      code: (request) => this.#send<ExecutionResult>("POST", "/v1/executions", { ...request, async: false }),
+      submit: (request) => this.#send<ExecutionProgress>("POST", "/v1/executions", { ...request, async: true }),
+    };
     this.executions = {
-      get: (id) => this.#send<ExecutionResult>("GET", `/v1/executions/${encodeURIComponent(id)}`),
+      get: (id) => this.#send<ExecutionResult | ExecutionProgress>("GET", path(id)),
+      wait: (id, options = {}) =>
+        this.#wait(id, options.timeoutMs ?? DEFAULT_WAIT_MS, options.pollTimeoutMs ?? MAX_POLL_MS),
+      // Cancelling twice is harmless (a finished job keeps its result), so it is safe to retry.
+      cancel: (id) => this.#send<ExecutionResult | ExecutionProgress>("POST", path(id, "/cancel"), undefined, true),
+      delete: async (id) => {
+        await this.#send<null>("DELETE", path(id), undefined, true);
+      },
       list: (query = {}) => this.#send<ExecutionPage>("GET", `/v1/executions${queryString(query)}`),
     };
   }
@@ -92,7 +125,38 @@ export class Cordon {
     return this.#send<ValidationReport>("POST", "/v1/validate", request);
   }
 
-  async #send<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  /** Long-polls `/wait` until the job ends or `timeoutMs` passes (then throws CLIENT_WAIT_TIMEOUT). */
+  async #wait(id: string, timeoutMs: number, pollTimeoutMs: number): Promise<ExecutionResult> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      const poll = Math.max(0, Math.min(pollTimeoutMs, remaining));
+      const outcome = await this.#send<ExecutionResult | ExecutionProgress>(
+        "POST",
+        `/v1/executions/${encodeURIComponent(id)}/wait?timeout=${poll}`,
+        undefined,
+        true,
+      );
+      if (outcome.status !== "queued" && outcome.status !== "running") {
+        const result = outcome as ExecutionResult;
+        if (result.error) throw new CordonError(0, result.error, result);
+        return result;
+      }
+      if (Date.now() >= deadline) {
+        throw new CordonError(0, {
+          code: "CLIENT_WAIT_TIMEOUT",
+          message: `execution ${id} still running after ${timeoutMs} ms`,
+        });
+      }
+    }
+  }
+
+  async #send<T>(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body?: unknown,
+    idempotent = method !== "POST",
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       try {
@@ -108,13 +172,13 @@ export class Cordon {
         );
       } catch (error) {
         // A read can be repeated; a submitted job may already be running, so it is never resent.
-        if (method === "GET" && attempt < this.#maxRetries) {
+        if (idempotent && attempt < this.#maxRetries) {
           await sleep(backoffMs(attempt));
           continue;
         }
         throw error;
       }
-      const payload: unknown = await response.json().catch(() => null);
+      const payload: unknown = response.status === 204 ? null : await response.json().catch(() => null);
       if (response.ok) return payload as T;
 
       const delayMs = retryDelayMs(response);
@@ -129,9 +193,9 @@ export class Cordon {
 
 function toError(status: number, payload: unknown): CordonError {
   const error = isRecord(payload) && isRecord(payload.error) ? payload.error : null;
-  const body: ErrorBody = {
+  const body: WireError = {
     ...(error ?? {}),
-    code: typeof error?.code === "string" ? (error.code as ErrorBody["code"]) : "INTERNAL_ERROR",
+    code: typeof error?.code === "string" ? error.code : "INTERNAL_ERROR",
     message: typeof error?.message === "string" ? error.message : `HTTP ${status}`,
   };
   // A job that ran and failed comes back as its whole result, with `error` inside.

@@ -7,6 +7,7 @@
  * never throws across RPC for a refusal.
  */
 import { DurableObject } from "cloudflare:workers";
+import { migrateSqlite } from "./sqlite-schema";
 
 export interface AcquireRequest {
   keyId: string;
@@ -44,7 +45,7 @@ export class RateLimiter extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
-    migrate(this.#sql);
+    migrateSqlite(this.#sql, MIGRATIONS);
   }
 
   acquire(request: AcquireRequest): AcquireResult {
@@ -101,15 +102,4 @@ export class RateLimiter extends DurableObject<Env> {
   #count(query: string, ...bindings: string[]): number {
     return this.#sql.exec<{ n: number }>(query, ...bindings).one().n;
   }
-}
-
-function migrate(sql: SqlStorage): void {
-  sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
-  const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
-  const current = row?.version ?? 0;
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    sql.exec(MIGRATIONS[version] ?? "");
-  }
-  if (row === undefined) sql.exec("INSERT INTO _schema (version) VALUES (?)", MIGRATIONS.length);
-  else if (current < MIGRATIONS.length) sql.exec("UPDATE _schema SET version = ?", MIGRATIONS.length);
 }

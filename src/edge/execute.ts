@@ -1,10 +1,10 @@
 /**
- * Runs one admitted edge job: runner → judge → store. The result is stored before it is returned, so
- * a caller that gets an id can always read the result back.
+ * Runs one admitted edge job: runner → judge. Storing the result is the ExecutionTracker's job (it
+ * also stores results of jobs that never report).
  */
 import type { BindingSession } from "../bindings/session";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
-import { saveExecution, sha256Hex } from "../store/executions";
+import { sha256Hex } from "../store/executions";
 import { judge } from "./judge";
 import type { PreparedJob } from "./prepare";
 import type { EdgeRunner } from "./protocol";
@@ -12,7 +12,6 @@ import type { EdgeRunner } from "./protocol";
 export interface RunContext {
   runner: EdgeRunner;
   session: BindingSession;
-  db: D1Database;
   tenantId: string;
   acceptedAt: Date;
 }
@@ -26,7 +25,7 @@ export async function runEdgeJob(
     context.runner.run(prepared.runnerRequest, context.session),
     sha256Hex(job.code),
   ]);
-  const result = judge(
+  return judge(
     {
       id: prepared.runnerRequest.executionId,
       tenantId: context.tenantId,
@@ -39,6 +38,4 @@ export async function runEdgeJob(
     reply,
     context.session.counters,
   );
-  await saveExecution(context.db, result);
-  return result;
 }

@@ -37,6 +37,14 @@ export function hostRunner(baseUrl: string, token: string): EdgeRunner {
         return failure(ErrorCode.SANDBOX_UNAVAILABLE, "the local sandbox host sent a malformed reply");
       return reply.data;
     },
+    async cancel(executionId: string): Promise<void> {
+      // The host kills the runner process holding the job; the job's own conversation then ends.
+      await fetch(new URL(`/v1/edge/jobs/${executionId}/cancel`, baseUrl), {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(HOST_REPLY_MARGIN_MS),
+      }).catch(() => undefined);
+    },
   };
 }
 

@@ -75,6 +75,37 @@ export function judge(
   };
 }
 
+/**
+ * The result of a job that ended without a report of its own: cancelled by its caller, or given up
+ * on by its tracker's deadline alarm. Logs are lost with the runner.
+ */
+export function abandonedResult(
+  record: JobRecord,
+  job: ExecutionRequest,
+  prepared: PreparedJob,
+  code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
+  message: string,
+): ExecutionResult {
+  return {
+    id: record.id,
+    runtime: "edge",
+    tenantId: record.tenantId,
+    trustLevel: prepared.trustLevel,
+    limits: prepared.limits,
+    codeSha256: record.codeSha256,
+    metadata: job.metadata ?? {},
+    createdAt: record.createdAt.toISOString(),
+    finishedAt: record.finishedAt.toISOString(),
+    status: code === ErrorCode.SANDBOX_CANCELLED ? "cancelled" : "timed_out",
+    success: false,
+    output: null,
+    logs: [],
+    logsTruncated: false,
+    metrics: emptyMetrics(record.finishedAt.getTime() - record.createdAt.getTime()),
+    error: { code, message, logsLost: true },
+  };
+}
+
 function judgeReport(job: ExecutionRequest, prepared: PreparedJob, report: HarnessReport): Verdict {
   const map = prepared.sourceMap;
   if (report.guard.tripped) {

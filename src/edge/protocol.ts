@@ -102,4 +102,6 @@ export type RunnerReply = z.infer<typeof RunnerReply>;
 export interface EdgeRunner {
   /** Runs the job; its binding calls are answered by `session`. Never throws. */
   run(request: RunnerRequest, session: BindingSession): Promise<RunnerReply>;
+  /** Stops the job's runner if this home can (best effort; never throws). */
+  cancel(executionId: string): Promise<void>;
 }

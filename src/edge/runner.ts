@@ -28,6 +28,9 @@ export function loaderRunner(loader: WorkerLoader, exports: Cloudflare.Exports):
         deactivate();
       }
     },
+    // A loaded isolate cannot be stopped from outside; Cloudflare's cpuMs limit bounds it, and the
+    // tracker has already recorded the cancellation.
+    cancel: async () => undefined,
   };
 }
 

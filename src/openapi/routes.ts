@@ -8,6 +8,7 @@ import {
   CreateKey,
   CreateTenant,
   ExecutionPage,
+  ExecutionProgress,
   ExecutionRequest,
   ExecutionResult,
   IssuedApiKey,
@@ -16,12 +17,13 @@ import {
   UpdateTenant,
   ValidateRequest,
   ValidationReport,
+  WaitQuery,
 } from "../schemas";
 
 export type Auth = "apiKey" | "admin" | "none";
 
 export interface RouteDoc {
-  method: "get" | "post" | "patch";
+  method: "get" | "post" | "patch" | "delete";
   /** Hono-style path (`:id`); the document writes `{id}`. */
   path: string;
   summary: string;
@@ -74,6 +76,7 @@ export const ROUTES: readonly RouteDoc[] = [
     body: ExecutionRequest,
     responses: {
       200: { description: "The job succeeded (test-case failures included)", schema: ExecutionResult },
+      202: { description: "`async: true`: the job was accepted and runs on", schema: ExecutionProgress },
       408: { description: "SANDBOX_TIMEOUT: the whole result, with `error`", schema: ExecutionResult },
     },
     errors: [400, 401, 403, 413, 415, 422, 429, 502, 503],
@@ -94,8 +97,44 @@ export const ROUTES: readonly RouteDoc[] = [
     summary: "Read a stored result",
     tag: "executions",
     auth: "apiKey",
-    responses: { 200: { description: "The stored result, whatever the job's outcome", schema: ExecutionResult } },
+    responses: {
+      200: {
+        description: "The stored result whatever the job's outcome, or the progress of a job still running",
+        schema: z.union([ExecutionResult, ExecutionProgress]),
+      },
+    },
     errors: [401, 404],
+  },
+  {
+    method: "post",
+    path: "/v1/executions/:id/wait",
+    summary: "Wait for a job's result (long poll, `timeout` ms, at most 30 s)",
+    tag: "executions",
+    auth: "apiKey",
+    query: WaitQuery,
+    responses: {
+      200: { description: "The job finished: its result", schema: ExecutionResult },
+      202: { description: "Still running after `timeout`", schema: ExecutionProgress },
+    },
+    errors: [401, 404, 422],
+  },
+  {
+    method: "post",
+    path: "/v1/executions/:id/cancel",
+    summary: "Cancel a running job (a finished one keeps its result)",
+    tag: "executions",
+    auth: "apiKey",
+    responses: { 200: { description: "The result: cancelled, or the one it already had", schema: ExecutionResult } },
+    errors: [401, 404],
+  },
+  {
+    method: "delete",
+    path: "/v1/executions/:id",
+    summary: "Delete a finished job's stored result",
+    tag: "executions",
+    auth: "apiKey",
+    responses: { 204: { description: "Deleted" } },
+    errors: [401, 404, 409],
   },
   {
     method: "post",

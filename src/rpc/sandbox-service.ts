@@ -11,13 +11,24 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "zod";
 import { CordonError, ErrorCode, type ErrorBody } from "../errors";
 import { validationError } from "../middleware/query";
-import { ExecutionRequest, ListQuery, ValidateRequest, type ExecutionResult } from "../schemas";
+import {
+  ExecutionRequest,
+  ListQuery,
+  ValidateRequest,
+  WaitQuery,
+  type ExecutionProgress,
+  type ExecutionResult,
+} from "../schemas";
 import type { RateInfo } from "../service/admission";
 import {
+  cancelExecution,
+  deleteExecution,
   execute,
   getExecution,
   listOwnExecutions,
+  submit,
   validateCode,
+  waitForExecution,
   type ServiceContext,
   type ValidationReport,
 } from "../service/executions";
@@ -32,7 +43,11 @@ export type RpcReply<T> = { ok: true; value: T; rate?: RateInfo } | { ok: false;
  */
 export interface SandboxServiceApi {
   execute(apiKey: string, request: z.input<typeof ExecutionRequest>): Promise<RpcReply<ExecutionResult>>;
-  get(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult>>;
+  submit(apiKey: string, request: z.input<typeof ExecutionRequest>): Promise<RpcReply<ExecutionProgress>>;
+  get(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult | ExecutionProgress>>;
+  wait(apiKey: string, executionId: string, timeoutMs?: number): Promise<RpcReply<ExecutionResult | ExecutionProgress>>;
+  cancel(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult | ExecutionProgress>>;
+  delete(apiKey: string, executionId: string): Promise<RpcReply<null>>;
   list(apiKey: string, query?: z.input<typeof ListQuery>): Promise<RpcReply<ExecutionPage>>;
   validate(apiKey: string, request: z.input<typeof ValidateRequest>): Promise<RpcReply<ValidationReport>>;
 }
@@ -46,11 +61,45 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
     });
   }
 
-  async get(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult>> {
+  /** Starts a job and answers at once with its id; read it back with get, wait or cancel. */
+  async submit(apiKey: string, request: z.input<typeof ExecutionRequest>): Promise<RpcReply<ExecutionProgress>> {
+    return this.#call(apiKey, async (context) => {
+      const { progress, rate } = await submit(context, parse(ExecutionRequest, request));
+      return { ok: true, value: progress, rate };
+    });
+  }
+
+  async get(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult | ExecutionProgress>> {
     return this.#call(apiKey, async (context) => ({
       ok: true,
       value: await getExecution(context, String(executionId)),
     }));
+  }
+
+  /** The result once the job has finished, or its progress after `timeoutMs` (default 10 s, at most 30 s). */
+  async wait(
+    apiKey: string,
+    executionId: string,
+    timeoutMs?: number,
+  ): Promise<RpcReply<ExecutionResult | ExecutionProgress>> {
+    return this.#call(apiKey, async (context) => {
+      const { timeout } = parse(WaitQuery, timeoutMs === undefined ? {} : { timeout: timeoutMs });
+      return { ok: true, value: await waitForExecution(context, String(executionId), timeout) };
+    });
+  }
+
+  async cancel(apiKey: string, executionId: string): Promise<RpcReply<ExecutionResult | ExecutionProgress>> {
+    return this.#call(apiKey, async (context) => ({
+      ok: true,
+      value: await cancelExecution(context, String(executionId)),
+    }));
+  }
+
+  async delete(apiKey: string, executionId: string): Promise<RpcReply<null>> {
+    return this.#call(apiKey, async (context) => {
+      await deleteExecution(context, String(executionId));
+      return { ok: true, value: null };
+    });
   }
 
   async list(apiKey: string, query: z.input<typeof ListQuery> = {}): Promise<RpcReply<ExecutionPage>> {

@@ -19,7 +19,17 @@ export interface RateInfo {
 
 export interface Admission {
   rate: RateInfo;
-  release(): Promise<void>;
+  /** The concurrency lease; whoever finishes the job releases it (see releaseLease). */
+  lease: Lease;
+}
+
+export interface Lease {
+  tenantId: string;
+  leaseId: string;
+}
+
+export async function releaseLease(env: Env, lease: Lease): Promise<void> {
+  await env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(lease.tenantId)).release(lease.leaseId);
 }
 
 export async function admitExecution(env: Env, caller: Caller, timeoutMs: number): Promise<Admission> {
@@ -50,5 +60,5 @@ export async function admitExecution(env: Env, caller: Caller, timeoutMs: number
       { ...rate, retryAfterSeconds },
     );
   }
-  return { rate, release: () => limiter.release(result.leaseId) };
+  return { rate, lease: { tenantId: caller.tenant.id, leaseId: result.leaseId } };
 }

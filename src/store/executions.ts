@@ -39,6 +39,10 @@ export async function findExecution(db: D1Database, tenantId: string, id: string
 /** A listed execution: the result without its output and logs (fetch one by id for those). */
 export type ExecutionSummary = Omit<ExecutionResult, "output" | "logs" | "tests">;
 
+export async function deleteExecution(db: D1Database, tenantId: string, id: string): Promise<void> {
+  await db.prepare("DELETE FROM executions WHERE id = ? AND tenant_id = ?").bind(id, tenantId).run();
+}
+
 export interface ExecutionPage {
   executions: ExecutionSummary[];
   nextCursor: string | null;

@@ -1,0 +1,239 @@
+/**
+ * One ExecutionTracker per execution: the job's state machine (running → succeeded | failed |
+ * timed_out | cancelled), its deadline as an alarm, and its final result. The job runs from here, so
+ * it outlives the request that started it (async jobs) and a result is stored whatever happens: when
+ * the runner answers, when the caller cancels, or, if nothing answers, when the alarm fires.
+ *
+ * State lives in SQLite with a schema version. The RPC façade returns data; the work is in
+ * src/edge/execute.ts and src/edge/judge.ts.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { migrateSqlite } from "./sqlite-schema";
+import { BindingSession } from "../bindings/session";
+import { ErrorCode } from "../errors";
+import { runEdgeJob } from "../edge/execute";
+import { abandonedResult } from "../edge/judge";
+import type { PreparedJob } from "../edge/prepare";
+import { edgeRunnerFor } from "../edge/select-runner";
+import { ExecutionResult, type ExecutionProgress, type ExecutionRequest } from "../schemas";
+import { releaseLease, type Lease } from "../service/admission";
+import { deleteExecution, saveExecution, sha256Hex } from "../store/executions";
+
+/** What the dispatcher hands the tracker: everything needed to run the job and record it. */
+export interface JobTicket {
+  job: ExecutionRequest;
+  prepared: PreparedJob;
+  tenantId: string;
+  acceptedAt: number;
+  lease: Lease;
+}
+
+export type TrackedState =
+  | { found: false }
+  | { found: true; tenantId: string; finished: false; progress: ExecutionProgress }
+  | { found: true; tenantId: string; finished: true; result: ExecutionResult };
+
+/**
+ * The tracker as its callers see it. `DurableObjectStub<ExecutionTracker>` maps the JSON-typed results
+ * too deeply for TypeScript, so stubs are typed with this plain interface, which the class implements.
+ */
+export interface ExecutionTrackerApi {
+  run(ticket: JobTicket): Promise<ExecutionResult>;
+  submit(ticket: JobTicket): Promise<ExecutionProgress>;
+  state(): Promise<TrackedState>;
+  wait(timeoutMs: number): Promise<TrackedState>;
+  cancel(): Promise<TrackedState>;
+  forget(): Promise<boolean>;
+}
+
+/** The alarm fires this long after the job's own deadline, past the runner's kill and the host's margin. */
+const ALARM_GRACE_MS = 10_000;
+
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE job (
+     id TEXT PRIMARY KEY,
+     tenant_id TEXT NOT NULL,
+     status TEXT NOT NULL,
+     ticket_json TEXT NOT NULL,
+     result_json TEXT
+   );`,
+];
+
+export class ExecutionTracker extends DurableObject<Env> implements ExecutionTrackerApi {
+  readonly #sql: SqlStorage;
+  readonly #waiters = new Set<() => void>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    migrateSqlite(this.#sql, MIGRATIONS);
+  }
+
+  /** Runs the job and answers with its result (the synchronous API). */
+  async run(ticket: JobTicket): Promise<ExecutionResult> {
+    await this.#begin(ticket);
+    return this.#execute(ticket);
+  }
+
+  /** Starts the job and answers at once (the asynchronous API). */
+  async submit(ticket: JobTicket): Promise<ExecutionProgress> {
+    await this.#begin(ticket);
+    this.ctx.waitUntil(this.#execute(ticket));
+    return progressOf(ticket);
+  }
+
+  async state(): Promise<TrackedState> {
+    return this.#state();
+  }
+
+  #state(): TrackedState {
+    const row = this.#row();
+    if (!row) return { found: false };
+    if (row.result_json !== null) {
+      return {
+        found: true,
+        tenantId: row.tenant_id,
+        finished: true,
+        result: ExecutionResult.parse(JSON.parse(row.result_json)),
+      };
+    }
+    return {
+      found: true,
+      tenantId: row.tenant_id,
+      finished: false,
+      progress: progressOf(JSON.parse(row.ticket_json) as JobTicket),
+    };
+  }
+
+  /** The state once the job has finished, or after `timeoutMs`, whichever comes first. */
+  async wait(timeoutMs: number): Promise<TrackedState> {
+    const current = this.#state();
+    if (!current.found || current.finished) return current;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiters = this.#waiters;
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
+    return this.#state();
+  }
+
+  /** Ends a running job as cancelled (its runner is stopped where the platform allows). */
+  async cancel(): Promise<TrackedState> {
+    const row = this.#row();
+    if (!row || row.result_json !== null) return this.#state();
+    const ticket = JSON.parse(row.ticket_json) as JobTicket;
+    await this.#finish(
+      ticket,
+      await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
+    );
+    await edgeRunnerFor(this.env, this.ctx.exports).cancel(ticket.prepared.runnerRequest.executionId);
+    return this.#state();
+  }
+
+  /** Deletes the stored artifacts of a finished job: this object's state and the execution log row. */
+  async forget(): Promise<boolean> {
+    const row = this.#row();
+    if (!row || row.result_json === null) return false;
+    await deleteExecution(this.env.DB, row.tenant_id, row.id);
+    this.#sql.exec("DELETE FROM job");
+    return true;
+  }
+
+  /** Nothing answered by the deadline: the job ends as timed out, with a stored result. */
+  override async alarm(): Promise<void> {
+    const row = this.#row();
+    if (!row || row.result_json !== null) return;
+    const ticket = JSON.parse(row.ticket_json) as JobTicket;
+    await this.#finish(
+      ticket,
+      await this.#abandoned(
+        ticket,
+        ErrorCode.SANDBOX_TIMEOUT,
+        "the runner never reported; the job was given up at its deadline",
+      ),
+    );
+  }
+
+  async #begin(ticket: JobTicket): Promise<void> {
+    this.#sql.exec(
+      "INSERT INTO job (id, tenant_id, status, ticket_json) VALUES (?, ?, 'running', ?)",
+      ticket.prepared.runnerRequest.executionId,
+      ticket.tenantId,
+      JSON.stringify(ticket),
+    );
+    await this.ctx.storage.setAlarm(ticket.acceptedAt + ticket.prepared.limits.timeoutMs + ALARM_GRACE_MS);
+  }
+
+  async #execute(ticket: JobTicket): Promise<ExecutionResult> {
+    const session = new BindingSession({
+      executionId: ticket.prepared.runnerRequest.executionId,
+      tenantId: ticket.tenantId,
+      trustLevel: ticket.prepared.trustLevel,
+      maxCalls: ticket.prepared.limits.bindingCalls,
+      db: this.env.DB,
+      kv: this.env.JOB_KV,
+    });
+    const result = await runEdgeJob(ticket.job, ticket.prepared, {
+      runner: edgeRunnerFor(this.env, this.ctx.exports),
+      session,
+      tenantId: ticket.tenantId,
+      acceptedAt: new Date(ticket.acceptedAt),
+    });
+    // A job cancelled (or given up) meanwhile keeps the result it already has.
+    const current = this.#state();
+    if (current.found && current.finished) return current.result;
+    await this.#finish(ticket, result);
+    return result;
+  }
+
+  async #finish(ticket: JobTicket, result: ExecutionResult): Promise<void> {
+    await saveExecution(this.env.DB, result);
+    this.#sql.exec(
+      "UPDATE job SET status = ?, result_json = ? WHERE id = ?",
+      result.status,
+      JSON.stringify(result),
+      result.id,
+    );
+    await this.ctx.storage.deleteAlarm();
+    await releaseLease(this.env, ticket.lease);
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  async #abandoned(
+    ticket: JobTicket,
+    code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
+    message: string,
+  ) {
+    const record = {
+      id: ticket.prepared.runnerRequest.executionId,
+      tenantId: ticket.tenantId,
+      codeSha256: await sha256Hex(ticket.job.code),
+      createdAt: new Date(ticket.acceptedAt),
+      finishedAt: new Date(),
+    };
+    return abandonedResult(record, ticket.job, ticket.prepared, code, message);
+  }
+
+  #row() {
+    return this.#sql
+      .exec<{ id: string; tenant_id: string; status: string; ticket_json: string; result_json: string | null }>(
+        "SELECT * FROM job",
+      )
+      .toArray()[0];
+  }
+}
+
+function progressOf(ticket: JobTicket): ExecutionProgress {
+  return {
+    id: ticket.prepared.runnerRequest.executionId,
+    status: "running",
+    runtime: "edge",
+    trustLevel: ticket.prepared.trustLevel,
+    createdAt: new Date(ticket.acceptedAt).toISOString(),
+  };
+}

@@ -1,0 +1,139 @@
+/**
+ * Asynchronous jobs and their ExecutionTracker: submit, wait, get, cancel, delete, and the deadline
+ * alarm that stores a result when no runner ever answers.
+ */
+import { env, exports } from "cloudflare:workers";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { ExecutionTracker, JobTicket } from "../src/durable/execution-tracker";
+import { prepareEdgeJob } from "../src/edge/prepare";
+import { ExecutionRequest } from "../src/schemas";
+import { call, createTenant, type TestTenant } from "./helpers";
+
+let tenant: TestTenant;
+const post = (path: string) => call(path, { method: "POST", key: tenant.key });
+
+beforeAll(async () => {
+  tenant = await createTenant({ maxTrustLevel: "medium" });
+});
+
+describe("async jobs", () => {
+  it("answers 202 at once, then wait and GET return the stored result", async () => {
+    const submitted = await tenant.execute({
+      code: "export default async (n) => { await new Promise((r) => setTimeout(r, 300)); return n * 2 }",
+      input: 21,
+      async: true,
+    });
+    expect(submitted.status).toBe(202);
+    expect(submitted.body).toMatchObject({ status: "running", runtime: "edge", trustLevel: "medium" });
+    expect(submitted.headers.get("location")).toBe(`/v1/executions/${submitted.body.id}`);
+
+    const waited = await post(`/v1/executions/${submitted.body.id}/wait?timeout=5000`);
+    expect(waited.status).toBe(200);
+    expect(waited.body).toMatchObject({ status: "succeeded", output: 42 });
+    expect((await tenant.get(`/v1/executions/${submitted.body.id}`)).body).toEqual(waited.body);
+  });
+
+  it("answers a wait that outlasts its timeout with 202 and the progress", async () => {
+    const submitted = await tenant.execute({
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 'late' }",
+      async: true,
+    });
+    const early = await post(`/v1/executions/${submitted.body.id}/wait?timeout=100`);
+    expect(early.status).toBe(202);
+    expect(early.body.status).toBe("running");
+    expect((await tenant.get(`/v1/executions/${submitted.body.id}`)).body.status).toBe("running");
+    const late = await post(`/v1/executions/${submitted.body.id}/wait?timeout=10000`);
+    expect(late.body).toMatchObject({ status: "succeeded", output: "late" });
+  });
+
+  it("cancels a running job: its runner is stopped and the result says cancelled", async () => {
+    const submitted = await tenant.execute({
+      code: "export default async () => { for (;;) {} }",
+      async: true,
+      timeout: 8000,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    const cancelled = await post(`/v1/executions/${submitted.body.id}/cancel`);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body).toMatchObject({ status: "cancelled", success: false, error: { code: "SANDBOX_CANCELLED" } });
+    expect((await tenant.get(`/v1/executions/${submitted.body.id}`)).body.status).toBe("cancelled");
+    // The cordon's runners keep serving.
+    expect((await tenant.execute({ code: "export default async () => 'next'" })).body.output).toBe("next");
+  });
+
+  it("keeps a finished job's result when it is cancelled afterwards", async () => {
+    const finished = await tenant.execute({ code: "export default async () => 'done'" });
+    const cancelled = await post(`/v1/executions/${finished.body.id}/cancel`);
+    expect(cancelled.body).toMatchObject({ status: "succeeded", output: "done" });
+  });
+
+  it("deletes a finished job's stored result, and refuses to delete a running one", async () => {
+    const running = await tenant.execute({
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 800)); return 1 }",
+      async: true,
+    });
+    const refused = await call(`/v1/executions/${running.body.id}`, { method: "DELETE", key: tenant.key });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error?.code).toBe("EXECUTION_NOT_FINISHED");
+    await post(`/v1/executions/${running.body.id}/wait?timeout=5000`);
+
+    const deleted = await exports.default.fetch(
+      new Request(`https://cordon.test/v1/executions/${running.body.id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${tenant.key}` },
+      }),
+    );
+    expect(deleted.status).toBe(204);
+    expect((await tenant.get(`/v1/executions/${running.body.id}`)).status).toBe(404);
+  });
+
+  it("hides another tenant's job from get, wait, cancel and delete", async () => {
+    const mine = await tenant.execute({ code: "export default async () => 'private'", async: true });
+    const stranger = await createTenant();
+    for (const [method, suffix] of [
+      ["GET", ""],
+      ["POST", "/wait?timeout=10"],
+      ["POST", "/cancel"],
+      ["DELETE", ""],
+    ] as const) {
+      const response = await call(`/v1/executions/${mine.body.id}${suffix}`, { method, key: stranger.key });
+      expect(response.status, `${method} ${suffix}`).toBe(404);
+    }
+    expect((await post(`/v1/executions/${mine.body.id}/wait?timeout=5000`)).body.output).toBe("private");
+  });
+});
+
+describe("the tracker's deadline alarm", () => {
+  it("stores SANDBOX_TIMEOUT for a job no runner ever answered", async () => {
+    const id = `exec_${"ab".repeat(16)}`;
+    const job = ExecutionRequest.parse({ runtime: "edge", code: "export default async () => 1", timeout: 1000 });
+    const acceptedAt = Date.now() - 60_000;
+    const prepared = prepareEdgeJob(job, { executionId: id, trustLevel: "medium", acceptedAt });
+    const ticket: JobTicket = {
+      job,
+      prepared,
+      tenantId: tenant.id,
+      acceptedAt,
+      lease: { tenantId: tenant.id, leaseId: "lost" },
+    };
+    const stub = env.EXECUTION_TRACKER.get(env.EXECUTION_TRACKER.idFromName(id));
+
+    // The job was recorded as running, and then nothing answered (as when a dispatcher dies mid-job).
+    await runInDurableObject(stub, async (_instance: ExecutionTracker, state) => {
+      state.storage.sql.exec(
+        "INSERT INTO job (id, tenant_id, status, ticket_json) VALUES (?, ?, 'running', ?)",
+        id,
+        tenant.id,
+        JSON.stringify(ticket),
+      );
+      await state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+
+    const stored = await tenant.get(`/v1/executions/${id}`);
+    expect(stored.body).toMatchObject({ status: "timed_out", error: { code: "SANDBOX_TIMEOUT" } });
+  });
+});
