@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 import { EdgeJobs } from "./edge-jobs.ts";
+import { handleNodeRun } from "./node/route.ts";
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
@@ -123,6 +124,7 @@ async function handle(
     return send(response, 200, await jobs.relay(relayed.executionId, relayed.call));
   }
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
+  if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response);
 
   const cancelPath = /^\/v1\/edge\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
   if (cancelPath && request.method === "POST") {

@@ -1,0 +1,264 @@
+/**
+ * The job harness: the main module of the Node process inside each bubblewrap sandbox.
+ *
+ * Descriptors, set up by the host before bwrap starts (non-blocking sockets: see readAll/writeAll):
+ *   fd 0  stdin   the host closes it to say "I have counted your files, you may exit"
+ *   fd 1  stdout  collected (bounded) by the host, separately from the records
+ *   fd 2  stderr  likewise
+ *   fd 3  records one line per record: `<nonce> <json>\n`, read by the host
+ *   fd 4  setup   JSON from the host (nonce, inputs, log and output bounds); read to EOF, then closed
+ *
+ * The nonce is read from fd 4 and closed before the job is imported, and lives only in this module's
+ * scope, so a job that writes to fd 3 itself cannot produce a line the host accepts. (Nothing security
+ * relevant travels on fd 3 anyway: which limit fired is decided by the host from the kernel's counters
+ * and the exit status, never from a record; everything else on it is what the job could say by
+ * returning or logging.)
+ *
+ * Everything used after the job is loaded (fs, JSON, the clock, process.exit) is captured first, so a
+ * job that patches globals cannot blind the harness.
+ */
+import { closeSync, readSync, writeSync } from "node:fs";
+import { Buffer } from "node:buffer";
+import process from "node:process";
+import { format } from "node:util";
+
+const RECORDS_FD = 3;
+const SETUP_FD = 4;
+const JOB_URL = "file:///workspace/job.js";
+const MAX_LOG_MESSAGE_CHARS = 8 * 1024;
+const MAX_STACK_CHARS = 16 * 1024;
+/** Log level per console method (as in the edge harness). */
+const LEVELS = { log: "log", info: "info", warn: "warn", error: "error", debug: "debug", trace: "debug", dir: "log" };
+
+const now = Date.now.bind(Date);
+const stringify = JSON.stringify.bind(JSON);
+const byteLength = (text) => Buffer.byteLength(text, "utf8");
+const exit = process.exit.bind(process);
+const resourceUsage = process.resourceUsage.bind(process);
+const cpuUsage = process.cpuUsage.bind(process);
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const pause = (ms) => Atomics.wait(sleeper, 0, 0, ms);
+
+/** Reads a descriptor to EOF (the host may still be writing a large setup while the harness starts). */
+function readAll(fd) {
+  const chunks = [];
+  const chunk = Buffer.alloc(64 * 1024);
+  for (;;) {
+    let size;
+    try {
+      size = readSync(fd, chunk);
+    } catch (error) {
+      if (error?.code !== "EAGAIN") throw error;
+      pause(1);
+      continue;
+    }
+    if (size === 0) return Buffer.concat(chunks).toString("utf8");
+    chunks.push(Buffer.from(chunk.subarray(0, size)));
+  }
+}
+
+const setup = JSON.parse(readAll(SETUP_FD));
+closeSync(SETUP_FD);
+const nonce = setup.nonce;
+
+/** The descriptors are sockets the host made non-blocking: a full one answers EAGAIN, so wait and retry. */
+function writeAll(fd, text) {
+  const bytes = Buffer.from(text, "utf8");
+  let offset = 0;
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(fd, bytes, offset);
+    } catch (error) {
+      if (error?.code !== "EAGAIN") throw error;
+      pause(1);
+    }
+  }
+}
+
+function emit(record) {
+  try {
+    writeAll(RECORDS_FD, nonce + " " + stringify(record) + "\n");
+  } catch {
+    // The host is gone or the job closed fd 3: there is no one left to tell.
+  }
+}
+
+function clip(text, max) {
+  return text.length > max ? text.slice(0, max) + "… [truncated]" : text;
+}
+
+function describeError(error) {
+  if (error !== null && typeof error === "object") {
+    let name = "Error";
+    let message = "";
+    let stack = "";
+    let code;
+    try {
+      name = String(error.name ?? "Error");
+    } catch {
+      // A hostile getter: keep the default.
+    }
+    try {
+      message = String(error.message ?? "");
+    } catch {
+      // likewise
+    }
+    try {
+      stack = clip(String(error.stack ?? ""), MAX_STACK_CHARS);
+    } catch {
+      // likewise
+    }
+    try {
+      if (typeof error.code === "string") code = error.code;
+    } catch {
+      // likewise
+    }
+    return { name, message, stack, code };
+  }
+  let message;
+  try {
+    message = String(error);
+  } catch {
+    message = "[unprintable thrown value]";
+  }
+  return { name: "NonErrorThrown", message, stack: "" };
+}
+
+function captureConsole(sink) {
+  const record = (level, args) => {
+    if (sink.entries >= setup.maxLogEntries || sink.bytes >= setup.maxLogBytes) {
+      sink.dropped++;
+      return;
+    }
+    let message;
+    try {
+      message = format(...args);
+    } catch {
+      message = "[unprintable log arguments]";
+    }
+    message = clip(message, MAX_LOG_MESSAGE_CHARS);
+    const size = byteLength(message);
+    if (sink.bytes + size > setup.maxLogBytes) {
+      sink.dropped++;
+      sink.bytes = setup.maxLogBytes;
+      return;
+    }
+    sink.entries++;
+    sink.bytes += size;
+    emit({ t: "log", level, message, timestamp: now() });
+  };
+  const replacement = {};
+  for (const method of Object.keys(LEVELS)) {
+    replacement[method] = (...args) => record(LEVELS[method], args);
+  }
+  // console.table, console.assert, console.count… route through this.log / this.warn.
+  Object.assign(globalThis.console, replacement);
+}
+
+function settle(value) {
+  let json;
+  try {
+    json = stringify(value === undefined ? null : value);
+  } catch (error) {
+    return {
+      ok: false,
+      error: {
+        name: "CordonOutputNotSerializable",
+        message: "the return value is not JSON-serialisable: " + describeError(error).message,
+        stack: "",
+      },
+    };
+  }
+  if (json === undefined) json = "null";
+  const size = byteLength(json);
+  if (size > setup.maxOutputBytes) {
+    return {
+      ok: false,
+      error: {
+        name: "CordonOutputTooLarge",
+        message: "the output is " + size + " bytes; the limit is " + setup.maxOutputBytes,
+        stack: "",
+      },
+    };
+  }
+  return { ok: true, outputJson: json };
+}
+
+function pickFunction(namespace) {
+  // ESM: the default export. CommonJS: module.exports (which import() exposes as default), or a
+  // transpiled module's exports.default.
+  const exported = namespace.default;
+  if (typeof exported === "function") return exported;
+  if (exported !== null && typeof exported === "object" && typeof exported.default === "function") {
+    return exported.default;
+  }
+  throw new TypeError(
+    "the job must export a function: `module.exports = async function (context) {…}` or " +
+      "`export default async function (context) {…}`",
+  );
+}
+
+const sink = { entries: 0, bytes: 0, dropped: 0 };
+if (setup.captureConsole) captureConsole(sink);
+
+// A stray rejection or throw from the job's background work is logged, not fatal: it must not cost the
+// calls that are still to come.
+process.on("uncaughtException", (error) => {
+  const info = describeError(error);
+  emit({ t: "uncaught", error: info });
+  if (setup.captureConsole) globalThis.console.error("Uncaught " + (info.stack || info.message));
+});
+process.on("unhandledRejection", (reason) => {
+  const info = describeError(reason);
+  emit({ t: "uncaught", error: info });
+  if (setup.captureConsole) globalThis.console.error("Unhandled rejection: " + (info.stack || info.message));
+});
+
+emit({ t: "ready" });
+
+let job;
+let loadError;
+try {
+  job = pickFunction(await import(JOB_URL));
+} catch (error) {
+  loadError = describeError(error);
+}
+
+for (let index = 0; index < setup.inputs.length; index++) {
+  let outcome;
+  if (loadError) {
+    outcome = { ok: false, error: loadError };
+  } else {
+    try {
+      const context = { input: setup.inputs[index], index, executionId: setup.executionId };
+      outcome = settle(await job(context));
+    } catch (error) {
+      outcome = { ok: false, error: describeError(error) };
+    }
+  }
+  emit({ t: "call", index, ...outcome });
+}
+
+const usage = resourceUsage();
+const cpu = cpuUsage();
+emit({
+  t: "done",
+  logsDropped: sink.dropped,
+  maxRssKb: usage.maxRSS,
+  cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+});
+
+// Wait until the host has counted the files in the writable paths (it closes stdin), then go. The
+// host kills the sandbox EXIT_GRACE_MS after the last record anyway, so this wait is bounded; if the
+// job broke stdin or process.exit, that kill is how the sandbox ends.
+const byte = Buffer.alloc(1);
+for (;;) {
+  try {
+    if (readSync(0, byte) === 0) break;
+  } catch (error) {
+    if (error?.code !== "EAGAIN") break;
+    pause(2);
+  }
+}
+exit(0);

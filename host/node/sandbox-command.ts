@@ -1,0 +1,191 @@
+/**
+ * The command line of one sandboxed job, built as data (no I/O but the layout probe) so it can be
+ * read, logged and tested on its own:
+ *
+ *   sh -c JOIN_CGROUPS <cgroup dirs> --            # joins the job's cgroups, then execs the rest
+ *     [setpriv --reuid U --regid G ...] --         # host is root: drop to an unprivileged uid
+ *     prlimit --nofile --fsize --cpu [--nproc --as] --   # rlimits, inherited by everything below
+ *     bwrap <namespaces, mounts, env> --
+ *       /opt/node/bin/node <flags> /opt/cordon/harness.mjs
+ *
+ * Every process the job can start descends from that first `sh`, so all of them are in the cgroups
+ * and under the rlimits, and none of them can raise a hard limit back.
+ */
+import { existsSync, lstatSync, readlinkSync } from "node:fs";
+import { delimiter, join } from "node:path";
+
+export const SANDBOX_NODE = "/opt/node/bin/node";
+export const SANDBOX_HARNESS = "/opt/cordon/harness.mjs";
+export const SANDBOX_WORKSPACE = "/workspace";
+/** The fd the host passes to `bwrap --info-fd` (the sandbox init's host pid arrives on it). */
+export const INFO_FD = 5;
+/**
+ * bwrap reads its options from this fd (`--args`), so the sandbox's /proc/1/cmdline (bwrap is its init)
+ * shows no host paths.
+ */
+export const ARGS_FD = 6;
+/** sh exits with this when it cannot join a cgroup: the sandbox never started. */
+export const JOIN_FAILED_STATUS = 125;
+
+/** `$$` joins each directory's group; the exec'd programs and all their descendants stay in it. */
+const JOIN_CGROUPS =
+  'while [ "$#" -gt 0 ] && [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs" || exit ' +
+  JOIN_FAILED_STATUS +
+  '; shift; done; shift; exec "$@"';
+
+/** Read-only system paths the Node binary needs (its shared libraries and the loader); no /etc, no /bin. */
+const SYSTEM_PATHS = ["/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32"];
+
+export interface Tools {
+  sh: string;
+  bwrap: string;
+  prlimit: string;
+  setpriv: string | undefined;
+}
+
+export interface Rlimits {
+  /** RLIMIT_NOFILE */
+  openFiles: number;
+  /** RLIMIT_FSIZE, bytes */
+  fileSize: number;
+  /** RLIMIT_CPU soft limit, seconds (SIGXCPU); the hard limit is one second later (SIGKILL). */
+  cpuSeconds: number;
+  /** RLIMIT_NPROC, only when no pids cgroup is available (a host-wide backstop, see sandbox-job.ts). */
+  processes: number | undefined;
+  /** RLIMIT_AS, bytes, only when no memory cgroup is available. */
+  addressSpace: number | undefined;
+}
+
+export interface SandboxPlan {
+  tools: Tools;
+  /** The host's own Node binary (real path), bound read-only at SANDBOX_NODE. */
+  nodeBinary: string;
+  harness: string;
+  /** Host directory holding job.js, bound read-only at /workspace. */
+  staging: string;
+  cgroupDirs: string[];
+  /** Set when the host runs as root: the sandbox runs as this host uid/gid instead. */
+  dropTo: { uid: number; gid: number } | undefined;
+  rlimits: Rlimits;
+  writable: { path: string; sizeBytes: number }[];
+  heapMb: number;
+  /** bwrap arguments mounting SYSTEM_PATHS, from systemLayout(). */
+  layout: string[];
+}
+
+/**
+ * Absolute paths of the programs the runner needs; a missing one is reported, not thrown. Searched in
+ * `searchPath` if given, else in PATH and the usual system directories.
+ */
+export function findTools(searchPath?: string): { tools: Tools | undefined; missing: string[] } {
+  const path = searchPath ?? [process.env.PATH ?? "", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].join(delimiter);
+  const dirs = path.split(delimiter).filter(Boolean);
+  const find = (name: string) => dirs.map((dir) => join(dir, name)).find((candidate) => existsSync(candidate));
+  const sh = find("sh");
+  const bwrap = find("bwrap");
+  const prlimit = find("prlimit");
+  const setpriv = find("setpriv");
+  const missing = Object.entries({ sh, bwrap, prlimit })
+    .filter(([, found]) => !found)
+    .map(([name]) => name);
+  if (!sh || !bwrap || !prlimit) return { tools: undefined, missing };
+  return { tools: { sh, bwrap, prlimit, setpriv }, missing };
+}
+
+/** Mirrors the host's library layout: a symlink stays a symlink (merged /usr), a directory is bound. */
+export function systemLayout(): string[] {
+  const args: string[] = [];
+  for (const path of SYSTEM_PATHS) {
+    let stat;
+    try {
+      stat = lstatSync(path);
+    } catch {
+      continue;
+    }
+    if (stat.isSymbolicLink()) args.push("--symlink", readlinkSync(path), path);
+    else if (stat.isDirectory()) args.push("--ro-bind", path, path);
+  }
+  return args;
+}
+
+export interface SandboxCommand {
+  file: string;
+  args: string[];
+  /** NUL-terminated bwrap options, to be written to ARGS_FD. */
+  bwrapOptions: string;
+}
+
+export function sandboxCommand(plan: SandboxPlan): SandboxCommand {
+  const { tools, rlimits } = plan;
+  const drop = plan.dropTo
+    ? [
+        tools.setpriv ?? "setpriv",
+        `--reuid=${plan.dropTo.uid}`,
+        `--regid=${plan.dropTo.gid}`,
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+      ]
+    : [];
+  const limits = [
+    tools.prlimit,
+    `--nofile=${rlimits.openFiles}:${rlimits.openFiles}`,
+    `--fsize=${rlimits.fileSize}:${rlimits.fileSize}`,
+    `--cpu=${rlimits.cpuSeconds}:${rlimits.cpuSeconds + 1}`,
+    // No core dumps: a crashing job must not write its memory anywhere, nor reach a core_pattern pipe
+    // helper on the host.
+    "--core=0:0",
+    ...(rlimits.processes === undefined ? [] : [`--nproc=${rlimits.processes}:${rlimits.processes}`]),
+    ...(rlimits.addressSpace === undefined ? [] : [`--as=${rlimits.addressSpace}:${rlimits.addressSpace}`]),
+    "--",
+  ];
+  const writable = [...plan.writable].sort((a, b) => a.path.length - b.path.length);
+  const options = [
+    // Every namespace: network (only lo), pid, ipc, uts, mount, cgroup, and user, which must be
+    // explicit for --disable-userns (the job may not nest user namespaces to regain capabilities).
+    "--unshare-all",
+    "--unshare-user",
+    "--disable-userns",
+    "--die-with-parent",
+    "--new-session",
+    "--hostname",
+    "cordon",
+    ...["--uid", "65534", "--gid", "65534"],
+    ...plan.layout,
+    ...["--ro-bind", plan.nodeBinary, SANDBOX_NODE],
+    ...["--ro-bind", plan.harness, SANDBOX_HARNESS],
+    ...["--ro-bind", plan.staging, SANDBOX_WORKSPACE],
+    ...["--proc", "/proc"],
+    ...["--dev", "/dev"],
+    ...writable.flatMap(({ path, sizeBytes }) => ["--size", String(sizeBytes), "--tmpfs", path]),
+    // bwrap's root and its /dev are tmpfs the sandbox user owns: without these the job could create
+    // /etc, /bin… or files in /dev and /dev/shm, outside the writable paths and their size bounds.
+    // (Device nodes stay writable on a read-only mount: /dev/null still works.)
+    ...["--remount-ro", "/dev"],
+    ...["--remount-ro", "/"],
+    "--clearenv",
+    ...["--setenv", "PATH", "/opt/node/bin"],
+    ...["--setenv", "HOME", SANDBOX_WORKSPACE],
+    ...["--setenv", "TZ", "UTC"],
+    ...["--setenv", "LANG", "C.UTF-8"],
+    ...["--setenv", "UV_THREADPOOL_SIZE", "4"],
+    ...["--chdir", SANDBOX_WORKSPACE],
+    ...["--info-fd", String(INFO_FD)],
+  ];
+  const bwrap = [
+    tools.bwrap,
+    ...["--args", String(ARGS_FD)],
+    "--",
+    SANDBOX_NODE,
+    // Fixed pool sizes keep a Node process's thread count, and so the pids budget, predictable.
+    "--v8-pool-size=4",
+    `--max-old-space-size=${plan.heapMb}`,
+    "--no-addons",
+    SANDBOX_HARNESS,
+  ];
+  return {
+    file: tools.sh,
+    args: ["-c", JOIN_CGROUPS, "cordon-sandbox", ...plan.cgroupDirs, "--", ...drop, ...limits, ...bwrap],
+    bwrapOptions: options.map((option) => `${option}\0`).join(""),
+  };
+}

@@ -1,0 +1,510 @@
+/**
+ * `node` jobs in bubblewrap sandboxes, against the real kernel: every limit here is expected to be
+ * enforced by a namespace, a cgroup or an rlimit, and reported as the right `limitHit`.
+ *
+ * Most tests drive a NodeRunner directly (starting the whole host also starts the edge runner pool);
+ * the route itself, with its auth and validation, is tested once through startHost.
+ */
+import { createServer, type Server } from "node:net";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHost, type RunningHost } from "../main.ts";
+import { inheritableDescriptors } from "../node/descriptors.ts";
+import { NodeRunner } from "../node/node-runner.ts";
+import { NodeRunRequest, type NodeRunReport } from "../node/protocol.ts";
+import type { z } from "zod";
+
+type RequestInput = z.input<typeof NodeRunRequest>;
+
+const runner = new NodeRunner();
+
+async function run(code: string, overrides: Partial<RequestInput> = {}): Promise<NodeRunReport> {
+  const request = NodeRunRequest.parse({
+    executionId: `test-${randomBytes(4).toString("hex")}`,
+    code,
+    inputs: [null],
+    timeoutMs: 10_000,
+    ...overrides,
+  });
+  const reply = await runner.run(request);
+  if (!reply.ok) throw new Error(`the sandbox did not run: ${reply.error.code}: ${reply.error.message}`);
+  return reply.report;
+}
+
+function output(report: NodeRunReport, index = 0): unknown {
+  const call = report.calls[index];
+  if (!call?.ok) throw new Error(`call ${index} failed: ${JSON.stringify(call)}; stderr: ${report.stderr}`);
+  return JSON.parse(call.outputJson);
+}
+
+/** Host processes whose command line contains `marker` (the test's own process excluded). */
+function hostProcesses(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(marker)) found.push(Number(entry));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return found;
+}
+
+const PIDS_GROUPS = "/sys/fs/cgroup/pids/cordon-node";
+const jobGroups = () =>
+  existsSync(PIDS_GROUPS) ? readdirSync(PIDS_GROUPS).filter((name) => name.startsWith("job-")) : [];
+let groupsBefore: string[] = [];
+
+beforeAll(() => {
+  // A clear failure beats twenty confusing ones.
+  if (!runner.status.available) throw new Error(`node sandbox unavailable: ${runner.status.problem}`);
+  groupsBefore = jobGroups();
+});
+
+afterAll(() => {
+  expect(hostProcesses("/opt/cordon/harness.mjs")).toEqual([]);
+  // Every job's cgroup is removed once its report is built.
+  expect(jobGroups().filter((name) => !groupsBefore.includes(name))).toEqual([]);
+});
+
+describe("node jobs: code forms and results", () => {
+  it("runs a CommonJS export once per input, round-tripping JSON", async () => {
+    const report = await run(
+      "module.exports = async function (context) { return { doubled: context.input.n * 2, context } }",
+      {
+        inputs: [{ n: 1 }, { n: 21 }],
+      },
+    );
+    expect(report.calls).toHaveLength(2);
+    expect(output(report, 0)).toMatchObject({ doubled: 2, context: { input: { n: 1 }, index: 0 } });
+    expect(output(report, 1)).toMatchObject({ doubled: 42, context: { input: { n: 21 }, index: 1 } });
+    expect(report.limitHit).toBeNull();
+    expect(report.metrics.runMs).toBeGreaterThan(0);
+    expect(report.metrics.cpuTimeMs).toBeGreaterThan(0);
+    expect(report.metrics.peakMemoryMb).toBeGreaterThan(0);
+  });
+
+  it("carries large inputs and outputs both ways", async () => {
+    const report = await run("module.exports = async (c) => c.input.toUpperCase() + c.input.length", {
+      inputs: ["x".repeat(3_000_000)],
+      maxOutputBytes: 4_000_000,
+    });
+    expect(output(report)).toBe("X".repeat(3_000_000) + "3000000");
+  });
+
+  it("runs an ESM default export, with imports of builtins", async () => {
+    const report = await run(
+      'import { createHash } from "node:crypto";\nexport default async function (context) { return createHash("sha256").update(context.input).digest("hex").slice(0, 8) }',
+      { inputs: ["abc"] },
+    );
+    expect(output(report)).toBe("ba7816bf");
+  });
+
+  it("reports a thrown error, a missing export and an oversized output per call", async () => {
+    const thrown = await run(
+      "module.exports = async (c) => { if (c.input) throw new RangeError('bad ' + c.input); return 1 }",
+      {
+        inputs: [0, "x"],
+      },
+    );
+    expect(output(thrown, 0)).toBe(1);
+    expect(thrown.calls[1]).toMatchObject({ ok: false, error: { name: "RangeError", message: "bad x" } });
+    expect(thrown.calls[1]?.ok === false && thrown.calls[1].error.stack).toContain("/workspace/job.js");
+
+    const notFunction = await run("module.exports = 42");
+    expect(notFunction.calls[0]).toMatchObject({ ok: false, error: { name: "TypeError" } });
+
+    const big = await run("module.exports = async () => 'x'.repeat(1000)", { maxOutputBytes: 100 });
+    expect(big.calls[0]).toMatchObject({ ok: false, error: { name: "CordonOutputTooLarge" } });
+  });
+});
+
+describe("node jobs: console and output streams", () => {
+  it("captures console levels on its own channel, apart from stdout and stderr", async () => {
+    const report = await run(
+      `const fs = require("node:fs");
+       module.exports = async () => {
+         console.log("a log", { n: 1 }); console.info("an info"); console.warn("a warning");
+         console.error("an error"); console.debug("a debug");
+         process.stdout.write("raw stdout\\n"); process.stderr.write("raw stderr\\n");
+         // A forged record: the job does not know the nonce, so the host drops it.
+         try { fs.writeSync(3, 'x {"t":"log","level":"error","message":"forged","timestamp":0}\\n') } catch {}
+         return "done";
+       }`,
+    );
+    expect(report.logs.map(({ level, message }) => [level, message])).toEqual([
+      ["log", "a log { n: 1 }"],
+      ["info", "an info"],
+      ["warn", "a warning"],
+      ["error", "an error"],
+      ["debug", "a debug"],
+    ]);
+    expect(report.logs.every((entry) => typeof entry.timestamp === "number")).toBe(true);
+    expect(report.stdout).toBe("raw stdout\n");
+    expect(report.stderr).toBe("raw stderr\n");
+    expect(report.logBytes).toBe(report.logs.reduce((sum, entry) => sum + Buffer.byteLength(entry.message), 0));
+  });
+
+  it("bounds the log and leaves console alone when capture is off", async () => {
+    const bounded = await run(
+      "module.exports = async () => { for (let i = 0; i < 50; i++) console.log('line ' + i) }",
+      {
+        maxLogEntries: 10,
+      },
+    );
+    expect(bounded.logs).toHaveLength(10);
+    expect(bounded.logsDropped).toBe(40);
+
+    const uncaptured = await run("module.exports = async () => { console.log('to stdout') }", {
+      captureConsole: false,
+    });
+    expect(uncaptured.logs).toEqual([]);
+    expect(uncaptured.stdout).toBe("to stdout\n");
+  });
+});
+
+describe("node jobs: limits enforced by the kernel", () => {
+  it("stops a fork bomb at maxSubprocesses and leaves no process behind", async () => {
+    const marker = `cordon-fork-bomb-${randomBytes(4).toString("hex")}`;
+    const bomb = `/* ${marker} */ const cp = require("child_process"); const me = process.argv[1];
+      setInterval(() => { try { cp.spawn(process.execPath, ["-e", me, me], { stdio: "ignore" }) } catch {} }, 1);`;
+    const report = await run(
+      `const cp = require("child_process");
+       module.exports = async () => {
+         const bomb = ${JSON.stringify(bomb)};
+         cp.spawn(process.execPath, ["-e", bomb, bomb], { stdio: "ignore" });
+         await new Promise((resolve) => setTimeout(resolve, 20000));
+       }`,
+      { limits: { maxSubprocesses: 4 }, timeoutMs: 15_000 },
+    );
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", limit: "limits.maxSubprocesses" });
+    expect(report.metrics.runMs).toBeLessThan(10_000);
+    expect(hostProcesses(marker)).toEqual([]);
+  });
+
+  it("allows subprocesses up to maxSubprocesses", async () => {
+    const report = await run(
+      `const { execFileSync } = require("child_process");
+       module.exports = async () => execFileSync(process.execPath, ["-e", "process.stdout.write('from child')"]).toString()`,
+      { limits: { maxSubprocesses: 1 } },
+    );
+    expect(output(report)).toBe("from child");
+    expect(report.limitHit).toBeNull();
+  });
+
+  it("refuses descriptors beyond maxFileDescriptors (RLIMIT_NOFILE)", async () => {
+    const report = await run(
+      `const fs = require("fs");
+       module.exports = async () => { const fds = []; for (;;) fds.push(fs.openSync("/dev/null", "r")) }`,
+      { limits: { maxFileDescriptors: 64 } },
+    );
+    expect(report.calls[0]).toMatchObject({ ok: false, error: { message: expect.stringContaining("EMFILE") } });
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", limit: "limits.maxFileDescriptors" });
+  });
+
+  it("refuses a file larger than maxFileSize (RLIMIT_FSIZE)", async () => {
+    const report = await run(
+      `const fs = require("fs");
+       module.exports = async (c) => { fs.writeFileSync("/tmp/file", Buffer.alloc(c.input)); return fs.statSync("/tmp/file").size }`,
+      { inputs: [500_000, 2_000_000], limits: { maxFileSize: 1_000_000 } },
+    );
+    expect(output(report, 0)).toBe(500_000);
+    expect(report.calls[1]).toMatchObject({ ok: false, error: { message: expect.stringContaining("EFBIG") } });
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", limit: "limits.maxFileSize" });
+  });
+
+  it("counts files in the writable paths and stops a job past maxFiles", async () => {
+    const create = `const fs = require("fs");
+       module.exports = async (c) => { for (let i = 0; i < c.input; i++) fs.writeFileSync("/tmp/f" + i, "x"); return c.input }`;
+    const within = await run(create, { inputs: [50], limits: { maxFiles: 100 } });
+    expect(within.limitHit).toBeNull();
+    expect(within.metrics.filesWritten).toBe(50);
+
+    const past = await run(create, { inputs: [5000], limits: { maxFiles: 100 } });
+    expect(past.limitHit).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", limit: "limits.maxFiles" });
+  });
+
+  it("makes everything but the writable paths read-only, and /etc absent", async () => {
+    const report = await run(
+      `const fs = require("fs");
+       module.exports = async () => {
+         const attempt = (path) => { try { fs.writeFileSync(path, "x"); return "written" } catch (e) { return e.code } };
+         const result = {};
+         for (const path of ["/tmp/ok", "/workspace/out/ok", "/workspace/../etc/passwd", "/etc/x", "/usr/x", "/usr/lib/x",
+                             "/workspace/job.js", "/x", "/opt/node/bin/node", "/proc/sys/kernel/hostname",
+                             "/dev/x", "/dev/shm/x"]) {
+           result[path] = attempt(path);
+         }
+         return result;
+       }`,
+      { limits: { writable: ["/tmp", "/workspace/out"] } },
+    );
+    const result = output(report) as Record<string, string>;
+    expect(result["/tmp/ok"]).toBe("written");
+    expect(result["/workspace/out/ok"]).toBe("written");
+    for (const [path, code] of Object.entries(result)) {
+      if (!path.endsWith("/ok")) expect([path, code]).toEqual([path, expect.stringMatching(/^(EROFS|ENOENT|EACCES)$/)]);
+    }
+
+    const escaped = await run("module.exports = async () => require('fs').writeFileSync('/usr/evil', 'x')");
+    expect(escaped.limitHit).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", limit: "limits.writable" });
+  });
+
+  it("bounds /tmp: filling it ends in ENOSPC", async () => {
+    const report = await run(
+      `const fs = require("fs"); const chunk = Buffer.alloc(1 << 20, 1);
+       module.exports = async () => { for (let i = 0; ; i++) fs.writeFileSync("/tmp/fill" + i, chunk) }`,
+      { memoryMb: 256 },
+    );
+    expect(report.calls[0]).toMatchObject({ ok: false, error: { message: expect.stringContaining("ENOSPC") } });
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_MEMORY_LIMIT", limit: "limits.writable" });
+  });
+
+  it("kills a memory bomb at memoryMb (memory cgroup)", async () => {
+    const report = await run(
+      "module.exports = async () => { const keep = []; for (;;) keep.push(Buffer.alloc(1 << 20, 1)) }",
+      { memoryMb: 64 },
+    );
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_MEMORY_LIMIT", limit: "memoryMb" });
+    expect(report.calls[0]).toMatchObject({ ok: false, error: { name: "SANDBOX_MEMORY_LIMIT" } });
+  });
+
+  it("kills a JavaScript heap bomb at memoryMb", async () => {
+    const report = await run(
+      "module.exports = async () => { const keep = []; for (let i = 0; ; i++) keep.push({ i, s: 'x' + i }) }",
+      { memoryMb: 64 },
+    );
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_MEMORY_LIMIT", limit: "memoryMb" });
+  });
+
+  it("kills an infinite loop at timeoutMs and keeps what came before", async () => {
+    const started = performance.now();
+    const report = await run(
+      "module.exports = async (c) => { console.log('call', c.input); if (c.input === 1) for (;;); return c.input }",
+      { inputs: [0, 1, 2], timeoutMs: 1_500, cpuTimeMs: 60_000 },
+    );
+    expect(performance.now() - started).toBeLessThan(1_500 + 2_000);
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_TIMEOUT", limit: "timeoutMs" });
+    expect(output(report, 0)).toBe(0);
+    expect(report.calls[1]).toMatchObject({ ok: false, error: { name: "SANDBOX_TIMEOUT" } });
+    expect(report.calls[2]).toMatchObject({ ok: false });
+    expect(report.logs.map((entry) => entry.message)).toEqual(["call 0", "call 1"]);
+  });
+
+  it("kills a job past cpuTimeMs", async () => {
+    const report = await run("module.exports = async () => { for (;;); }", { timeoutMs: 10_000, cpuTimeMs: 700 });
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_TIMEOUT", limit: "cpuTimeMs" });
+    expect(report.metrics.runMs).toBeLessThan(5_000);
+  });
+
+  it("takes a background process down with the job", async () => {
+    const marker = `cordon-background-${randomBytes(4).toString("hex")}`;
+    const report = await run(
+      `const cp = require("child_process");
+       module.exports = async () => {
+         const child = cp.spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)", "${marker}"], { detached: true, stdio: "ignore" });
+         child.unref();
+         return child.pid;
+       }`,
+      { limits: { maxSubprocesses: 1 } },
+    );
+    expect(typeof output(report)).toBe("number");
+    expect(hostProcesses(marker)).toEqual([]);
+  });
+});
+
+describe("node jobs: isolation", () => {
+  it("sees no host secrets, no /etc/shadow and only its own processes", async () => {
+    const secret = `cordon-secret-${randomBytes(8).toString("hex")}`;
+    process.env.CORDON_TEST_SECRET = secret;
+    try {
+      const report = await run(`const fs = require("fs");
+        const read = (path) => { try { return fs.readFileSync(path, "utf8") } catch (e) { return e.code } };
+        module.exports = async () => {
+          const pids = fs.readdirSync("/proc").filter((name) => /^\\d+$/.test(name));
+          return {
+            env: process.env, shadow: read("/etc/shadow"), pids, uid: process.getuid(),
+            environs: pids.map((pid) => read("/proc/" + pid + "/environ")),
+            init: read("/proc/1/cmdline").split("\\0"),
+          };
+        }`);
+      const result = output(report) as {
+        env: Record<string, string>;
+        shadow: string;
+        pids: string[];
+        uid: number;
+        environs: string[];
+        init: string[];
+      };
+      expect(JSON.stringify(result)).not.toContain(secret);
+      expect(Object.keys(result.env).sort()).toEqual(["HOME", "LANG", "PATH", "PWD", "TZ", "UV_THREADPOOL_SIZE"]);
+      expect(result.shadow).toBe("ENOENT");
+      expect(result.uid).toBe(65534);
+      // pid 1 is the sandbox's own init (bwrap, options passed by fd, so no host paths), then the job.
+      expect(result.pids).toEqual(["1", "2"]);
+      expect(result.init[0]).toMatch(/bwrap$/);
+      expect(result.init.join(" ")).not.toMatch(/\/work|\/home|\/root|cordon-node-/);
+    } finally {
+      delete process.env.CORDON_TEST_SECRET;
+    }
+  });
+
+  it("inherits none of the host's own descriptors", async () => {
+    const inherited = inheritableDescriptors(7);
+    const report = await run(
+      `const fs = require("fs");
+       module.exports = async (c) => c.input.map((fd) => { try { return fs.readlinkSync("/proc/self/fd/" + fd) } catch (e) { return e.code } })`,
+      { inputs: [inherited] },
+    );
+    // Whatever the test runner itself inherited without O_CLOEXEC is /dev/null (or closed) in the job.
+    for (const target of output(report) as string[]) expect(target).toMatch(/^(\/dev\/null|ENOENT)$/);
+  });
+
+  describe("network", () => {
+    let server: Server;
+    let port = 0;
+    let connections = 0;
+
+    beforeAll(async () => {
+      server = createServer((socket) => {
+        connections++;
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const address = server.address();
+      port = typeof address === "object" && address ? address.port : 0;
+    });
+
+    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    it("has only a private loopback: the host's ports and the internet are unreachable", async () => {
+      const report = await run(
+        `const net = require("net"); const os = require("os");
+         const connect = (host, port) => new Promise((resolve) => {
+           const socket = net.connect({ host, port });
+           socket.on("connect", () => { socket.destroy(); resolve("connected") });
+           socket.on("error", (e) => resolve(e.code));
+           setTimeout(() => { socket.destroy(); resolve("timeout") }, 2000);
+         });
+         module.exports = async (c) => ({
+           interfaces: Object.keys(os.networkInterfaces()),
+           hostPort: await connect("127.0.0.1", c.input),
+           internet: await connect("1.1.1.1", 443),
+         })`,
+        { inputs: [port] },
+      );
+      expect(output(report)).toEqual({ interfaces: ["lo"], hostPort: "ECONNREFUSED", internet: "ENETUNREACH" });
+      expect(connections).toBe(0);
+    });
+  });
+});
+
+describe("node jobs without cgroups (the rlimit fallbacks)", () => {
+  const fallback = new NodeRunner({ cgroups: false });
+  const runWithout = async (code: string, overrides: Partial<RequestInput> = {}) => {
+    const reply = await fallback.run(
+      NodeRunRequest.parse({ executionId: "fallback", code, inputs: [null], timeoutMs: 10_000, ...overrides }),
+    );
+    if (!reply.ok) throw new Error(`the sandbox did not run: ${reply.error.message}`);
+    return reply.report;
+  };
+
+  it("still runs a job", async () => {
+    const report = await runWithout("module.exports = async (c) => c.input + 1", { inputs: [1] });
+    expect(output(report)).toBe(2);
+  });
+
+  it("stops a memory bomb with RLIMIT_AS and the V8 heap limit", async () => {
+    const report = await runWithout(
+      "module.exports = async () => { const keep = []; for (;;) keep.push(Buffer.alloc(1 << 20, 1)) }",
+      { memoryMb: 64 },
+    );
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_MEMORY_LIMIT", limit: "memoryMb" });
+  });
+
+  it("stops a fork bomb by counting the sandbox's process tree", async () => {
+    const bomb = `const cp = require("child_process"); const me = process.argv[1];
+      setInterval(() => { try { cp.spawn(process.execPath, ["-e", me, me], { stdio: "ignore" }) } catch {} }, 1);`;
+    const report = await runWithout(
+      `const cp = require("child_process");
+       module.exports = async () => {
+         const bomb = ${JSON.stringify(bomb)};
+         cp.spawn(process.execPath, ["-e", bomb, bomb], { stdio: "ignore" });
+         await new Promise((resolve) => setTimeout(resolve, 20000));
+       }`,
+      { limits: { maxSubprocesses: 4 }, timeoutMs: 15_000 },
+    );
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_SECURITY_VIOLATION", limit: "limits.maxSubprocesses" });
+  });
+
+  it("stops a CPU hog with RLIMIT_CPU (whole seconds)", async () => {
+    const report = await runWithout("module.exports = async () => { for (;;); }", { cpuTimeMs: 700 });
+    expect(report.limitHit).toMatchObject({ code: "SANDBOX_TIMEOUT", limit: "cpuTimeMs" });
+  });
+});
+
+describe("node jobs: availability", () => {
+  it("says how to install bubblewrap when it is missing", async () => {
+    const missing = new NodeRunner({ toolPath: "/nonexistent" });
+    const reply = await missing.run(
+      NodeRunRequest.parse({ executionId: "x", code: "1", inputs: [1], timeoutMs: 1000 }),
+    );
+    expect(reply).toMatchObject({ ok: false, error: { code: "SANDBOX_UNAVAILABLE" } });
+    expect(!reply.ok && reply.error.message).toContain("apt-get install -y bubblewrap");
+  });
+});
+
+describe("POST /v1/node/run", () => {
+  const token = randomBytes(16).toString("hex");
+  let host: RunningHost;
+
+  beforeAll(async () => {
+    host = await startHost({ port: 0, token, edgeRunners: 1, heapLimitMb: 128 });
+  });
+
+  afterAll(async () => {
+    await host.close();
+  });
+
+  const post = (body: unknown, auth = `Bearer ${token}`) =>
+    fetch(`${host.url}/v1/node/run`, {
+      method: "POST",
+      headers: { authorization: auth, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+
+  it("needs the host token", async () => {
+    const response = await post({}, "Bearer wrong");
+    expect(response.status).toBe(401);
+  });
+
+  it("refuses an invalid request before starting anything", async () => {
+    const response = await post({ executionId: "x", code: "", inputs: [], timeoutMs: -1 });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: expect.stringContaining("invalid request") });
+  });
+
+  it("runs a job and answers 200 with its report", async () => {
+    const response = await post({
+      executionId: "http-1",
+      code: "module.exports = async (c) => { console.info('hi'); return c.input + 1 }",
+      inputs: [41],
+      timeoutMs: 5_000,
+      memoryMb: 128,
+      cpuTimeMs: 5_000,
+      captureConsole: true,
+      maxLogEntries: 10,
+      maxLogBytes: 1024,
+      maxOutputBytes: 1024,
+      limits: { maxFileSize: 1024, maxFiles: 10, maxSubprocesses: 0, maxFileDescriptors: 64, writable: ["/tmp"] },
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { ok: boolean; report: NodeRunReport };
+    expect(body.ok).toBe(true);
+    expect(body.report.calls).toEqual([{ ok: true, outputJson: "42" }]);
+    expect(body.report.logs).toMatchObject([{ level: "info", message: "hi" }]);
+    expect(body.report.limitHit).toBeNull();
+  });
+});
