@@ -7,6 +7,7 @@
  *   POST /v1/edge/jobs/:id/cancel   kills the runner process holding the job
  *   POST /v1/edge/binding-call      from runner processes only: relays a job's binding call
  *   POST /v1/node/run               a node job (see node/README.md)
+ *   POST /v1/node/jobs/:id/cancel   kills a node job's processes
  *   GET  /healthz                   → pool statistics
  *
  * Every call but /healthz needs `Authorization: Bearer $CORDON_HOST_TOKEN`.
@@ -19,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 import { EdgeJobs } from "./edge-jobs.ts";
-import { handleNodeRun } from "./node/route.ts";
+import { handleNodeCancel, handleNodeRun } from "./node/route.ts";
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
@@ -125,6 +126,8 @@ async function handle(
   }
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
   if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response);
+  const nodeCancel = /^\/v1\/node\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
+  if (nodeCancel && request.method === "POST") return handleNodeCancel(nodeCancel[1] ?? "", response);
 
   const cancelPath = /^\/v1\/edge\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
   if (cancelPath && request.method === "POST") {

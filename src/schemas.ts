@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors";
 import { LogEntry } from "./edge/protocol";
+import { NodeRunRequest } from "./node/protocol";
 import { TRUST_LEVELS } from "./policy/trust";
 
 /** Largest accepted request body; larger bodies get 413 PAYLOAD_TOO_LARGE before parsing. */
@@ -39,9 +40,14 @@ export const JobRequestSpec = z
   .strict();
 export type JobRequestSpec = z.infer<typeof JobRequestSpec>;
 
+export const Runtime = z.enum(["edge", "node"]);
+
+/** Limits that only node jobs have (a process has files and subprocesses; an isolate does not). */
+const NODE_ONLY_LIMITS = ["filesystem", "maxSubprocesses", "maxFileDescriptors"] as const;
+
 export const ExecutionRequest = z
   .object({
-    runtime: z.literal("edge"),
+    runtime: Runtime,
     code: z.string().min(1).max(MAX_CODE_CHARS),
     input: JsonValue.optional(),
     /** For a Worker `{ fetch }` export: the request it receives (see README "Code forms"). */
@@ -61,8 +67,21 @@ export const ExecutionRequest = z
         memory: z.number().int().positive().optional(),
         logBytes: z.number().int().positive().optional(),
         outputBytes: z.number().int().positive().optional(),
-        /** Calls to the job's DB and KV bindings together. */
+        /** Calls to the job's DB and KV bindings together (edge jobs). */
         bindingCalls: z.number().int().min(0).optional(),
+        /** Node jobs: files. `writable` paths get a private, size-bounded tmpfs; all else is read-only. */
+        filesystem: z
+          .object({
+            writable: NodeRunRequest.shape.limits.unwrap().shape.writable.optional(),
+            maxFileSize: z.number().int().positive().optional(),
+            maxFiles: z.number().int().min(0).optional(),
+          })
+          .strict()
+          .optional(),
+        /** Node jobs: processes besides the job's own. */
+        maxSubprocesses: z.number().int().min(0).optional(),
+        /** Node jobs: open file descriptors. */
+        maxFileDescriptors: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),
@@ -76,7 +95,22 @@ export const ExecutionRequest = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((job, context) => {
+    if (job.runtime === "edge") {
+      for (const name of NODE_ONLY_LIMITS) {
+        if (job.limits?.[name] !== undefined) {
+          context.addIssue({ code: "custom", path: ["limits", name], message: "only node jobs have this limit" });
+        }
+      }
+    } else if (job.request !== undefined) {
+      context.addIssue({
+        code: "custom",
+        path: ["request"],
+        message: "node jobs export a function; `request` is for edge Worker jobs",
+      });
+    }
+  });
 export type ExecutionRequest = z.infer<typeof ExecutionRequest>;
 
 /** Final states of a job; a stored result always has one of these. */
@@ -88,8 +122,12 @@ export const Metrics = z.object({
   duration: z.number(),
   /** Time the harness spent inside the isolate, ms (see README: an estimate in production). */
   runTime: z.number().nullable(),
-  /** CPU time, ms; null where the platform does not expose it to us (locally, and today in production). */
+  /** CPU time, ms: measured by the kernel for node jobs; null for edge jobs (not exposed to us). */
   cpuTime: z.number().nullable(),
+  /** Peak memory, MB: node jobs (their cgroup); null for edge jobs. */
+  memory: z.number().nullable(),
+  /** Files the job wrote (node jobs). */
+  filesWritten: z.number(),
   /** True when the job got a newly created isolate (always, today: every job gets a fresh one). */
   coldStart: z.boolean(),
   logBytes: z.number(),
@@ -126,22 +164,18 @@ export const ExecutionResult = z.object({
   id: z.string(),
   status: ExecutionStatus,
   success: z.boolean(),
-  runtime: z.literal("edge"),
+  runtime: Runtime,
   output: JsonValue,
   logs: z.array(LogEntry),
   logsTruncated: z.boolean(),
   metrics: Metrics,
   tenantId: z.string(),
   trustLevel: TrustLevel,
-  limits: z.object({
-    timeoutMs: z.number(),
-    cpuTimeMs: z.number(),
-    memoryMb: z.number(),
-    logBytes: z.number(),
-    outputBytes: z.number(),
-    subrequests: z.number(),
-    bindingCalls: z.number(),
-  }),
+  /** The effective limits, by name (edge and node jobs have different sets; see the README). */
+  limits: z.record(z.string(), z.number()),
+  /** Node jobs: what the process wrote to stdout and stderr, bounded. */
+  stdout: z.string().optional(),
+  stderr: z.string().optional(),
   codeSha256: z.string(),
   metadata: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
   tests: z.object({ cases: z.array(TestCaseResult), allTestsPassed: z.boolean() }).optional(),
@@ -156,7 +190,7 @@ export const MAX_PAGE_SIZE = 100;
 export const ListQuery = z
   .object({
     status: ExecutionStatus.optional(),
-    runtime: z.literal("edge").optional(),
+    runtime: Runtime.optional(),
     limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(20),
     /** `nextCursor` of the previous page. */
     cursor: z.string().min(1).max(512).optional(),
@@ -166,7 +200,7 @@ export type ListQuery = z.infer<typeof ListQuery>;
 
 export const ValidateRequest = z
   .object({
-    runtime: z.literal("edge").default("edge"),
+    runtime: Runtime.default("edge"),
     code: z.string().min(1).max(MAX_CODE_CHARS),
     trustLevel: TrustLevel.optional(),
   })
@@ -243,7 +277,7 @@ export const CreateKey = z
 export const ExecutionProgress = z.object({
   id: z.string(),
   status: z.enum(["queued", "running"]),
-  runtime: z.literal("edge"),
+  runtime: Runtime,
   trustLevel: TrustLevel,
   createdAt: z.string(),
 });

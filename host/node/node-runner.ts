@@ -45,6 +45,7 @@ export class NodeRunner {
   readonly #problem: string | undefined;
   readonly #maxConcurrent: number;
   readonly #waiting: (() => void)[] = [];
+  readonly #jobs = new Map<string, SandboxJob>();
   #running = 0;
 
   constructor(options: NodeRunnerOptions = {}) {
@@ -88,11 +89,21 @@ export class NodeRunner {
     const env = this.#env;
     if (!env) return { ok: false, error: { code: "SANDBOX_UNAVAILABLE", message: this.#problem ?? "unavailable" } };
     await this.#acquire();
+    const job = new SandboxJob(env, request);
+    this.#jobs.set(request.executionId, job);
     try {
-      return await new SandboxJob(env, request).run();
+      return await job.run();
     } finally {
+      this.#jobs.delete(request.executionId);
       this.#release();
     }
+  }
+
+  /** Kills a running job's processes; false when no such job runs here. */
+  cancel(executionId: string): boolean {
+    const job = this.#jobs.get(executionId);
+    job?.cancel();
+    return job !== undefined;
   }
 
   #acquire(): Promise<void> {

@@ -24,6 +24,15 @@ export function runnerFromEnv(env: NodeJS.ProcessEnv): NodeRunner {
   });
 }
 
+/** `POST /v1/node/jobs/:id/cancel`: kills the job's processes. */
+export function handleNodeCancel(
+  executionId: string,
+  response: ServerResponse,
+  runner: NodeRunner = (defaultRunner ??= runnerFromEnv(process.env)),
+): void {
+  send(response, 200, { cancelled: runner.cancel(executionId) });
+}
+
 export async function handleNodeRun(
   request: IncomingMessage,
   response: ServerResponse,

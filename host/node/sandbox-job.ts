@@ -329,6 +329,11 @@ export class SandboxJob {
     this.#after(EXIT_GRACE_MS, () => this.#kill());
   }
 
+  /** Kills everything the job started (the caller cancelled it); the run then ends with what it had. */
+  cancel(): void {
+    this.#kill();
+  }
+
   #stop(hit: LimitHit): void {
     if (this.#killed) return;
     this.#limitHit ??= hit;

@@ -14,6 +14,9 @@ import { ErrorCode } from "../errors";
 import { runEdgeJob } from "../edge/execute";
 import { abandonedResult } from "../edge/judge";
 import type { PreparedJob } from "../edge/prepare";
+import { judgeNode } from "../node/judge";
+import type { PreparedNodeJob } from "../node/prepare";
+import { nodeHomeFor } from "../node/select-home";
 import { edgeRunnerFor } from "../edge/select-runner";
 import { ExecutionResult, type ExecutionProgress, type ExecutionRequest } from "../schemas";
 import { releaseLease, type Lease } from "../service/admission";
@@ -22,7 +25,7 @@ import { deleteExecution, saveExecution, sha256Hex } from "../store/executions";
 /** What the dispatcher hands the tracker: everything needed to run the job and record it. */
 export interface JobTicket {
   job: ExecutionRequest;
-  prepared: PreparedJob;
+  prepared: PreparedJob | PreparedNodeJob;
   tenantId: string;
   acceptedAt: number;
   lease: Lease;
@@ -131,7 +134,8 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       ticket,
       await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
     );
-    await edgeRunnerFor(this.env, this.ctx.exports).cancel(ticket.prepared.runnerRequest.executionId);
+    if (ticket.prepared.runtime === "node") await nodeHomeFor(this.env).cancel(ticket.prepared.executionId);
+    else await edgeRunnerFor(this.env, this.ctx.exports).cancel(ticket.prepared.executionId);
     return this.#state();
   }
 
@@ -162,7 +166,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   async #begin(ticket: JobTicket): Promise<void> {
     this.#sql.exec(
       "INSERT INTO job (id, tenant_id, status, ticket_json) VALUES (?, ?, 'running', ?)",
-      ticket.prepared.runnerRequest.executionId,
+      ticket.prepared.executionId,
       ticket.tenantId,
       JSON.stringify(ticket),
     );
@@ -170,25 +174,40 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   }
 
   async #execute(ticket: JobTicket): Promise<ExecutionResult> {
-    const session = new BindingSession({
-      executionId: ticket.prepared.runnerRequest.executionId,
-      tenantId: ticket.tenantId,
-      trustLevel: ticket.prepared.trustLevel,
-      maxCalls: ticket.prepared.limits.bindingCalls,
-      db: this.env.DB,
-      kv: this.env.JOB_KV,
-    });
-    const result = await runEdgeJob(ticket.job, ticket.prepared, {
-      runner: edgeRunnerFor(this.env, this.ctx.exports),
-      session,
-      tenantId: ticket.tenantId,
-      acceptedAt: new Date(ticket.acceptedAt),
-    });
+    const result = await this.#runOnItsHome(ticket);
     // A job cancelled (or given up) meanwhile keeps the result it already has.
     const current = this.#state();
     if (current.found && current.finished) return current.result;
     await this.#finish(ticket, result);
     return result;
+  }
+
+  async #runOnItsHome({ job, prepared, tenantId, acceptedAt }: JobTicket): Promise<ExecutionResult> {
+    if (prepared.runtime === "node") {
+      const [reply, codeSha256] = await Promise.all([nodeHomeFor(this.env).run(prepared.request), sha256Hex(job.code)]);
+      const record = {
+        id: prepared.executionId,
+        tenantId,
+        codeSha256,
+        createdAt: new Date(acceptedAt),
+        finishedAt: new Date(),
+      };
+      return judgeNode(record, job, prepared, reply);
+    }
+    const session = new BindingSession({
+      executionId: prepared.executionId,
+      tenantId,
+      trustLevel: prepared.trustLevel,
+      maxCalls: prepared.limits.bindingCalls,
+      db: this.env.DB,
+      kv: this.env.JOB_KV,
+    });
+    return runEdgeJob(job, prepared, {
+      runner: edgeRunnerFor(this.env, this.ctx.exports),
+      session,
+      tenantId,
+      acceptedAt: new Date(acceptedAt),
+    });
   }
 
   async #finish(ticket: JobTicket, result: ExecutionResult): Promise<void> {
@@ -210,7 +229,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     message: string,
   ) {
     const record = {
-      id: ticket.prepared.runnerRequest.executionId,
+      id: ticket.prepared.executionId,
       tenantId: ticket.tenantId,
       codeSha256: await sha256Hex(ticket.job.code),
       createdAt: new Date(ticket.acceptedAt),
@@ -230,9 +249,9 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
 
 function progressOf(ticket: JobTicket): ExecutionProgress {
   return {
-    id: ticket.prepared.runnerRequest.executionId,
+    id: ticket.prepared.executionId,
     status: "running",
-    runtime: "edge",
+    runtime: ticket.prepared.runtime,
     trustLevel: ticket.prepared.trustLevel,
     createdAt: new Date(ticket.acceptedAt).toISOString(),
   };

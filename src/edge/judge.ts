@@ -82,13 +82,13 @@ export function judge(
 export function abandonedResult(
   record: JobRecord,
   job: ExecutionRequest,
-  prepared: PreparedJob,
+  prepared: Pick<PreparedJob, "trustLevel"> & { runtime: "edge" | "node"; limits: Record<string, number> },
   code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
   message: string,
 ): ExecutionResult {
   return {
     id: record.id,
-    runtime: "edge",
+    runtime: prepared.runtime,
     tenantId: record.tenantId,
     trustLevel: prepared.trustLevel,
     limits: prepared.limits,
@@ -216,11 +216,13 @@ function failed(code: ErrorBody["code"], message: string, detail: Record<string,
   };
 }
 
-function emptyMetrics(duration: number): Metrics {
+export function emptyMetrics(duration: number): Metrics {
   return {
     duration,
     runTime: null,
     cpuTime: null,
+    memory: null,
+    filesWritten: 0,
     coldStart: true,
     logBytes: 0,
     logsDropped: 0,

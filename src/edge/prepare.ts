@@ -17,6 +17,8 @@ import type { z } from "zod";
 export const JOB_REQUEST_ORIGIN = "https://job.cordon.invalid";
 
 export interface PreparedJob {
+  runtime: "edge";
+  executionId: string;
   runnerRequest: RunnerRequest;
   trustLevel: TrustLevel;
   limits: EffectiveLimits;
@@ -68,6 +70,8 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
   });
   const inputs = job.test ? job.test.cases.map((testCase) => testCase.input) : [job.input ?? null];
   return {
+    runtime: "edge",
+    executionId,
     limits,
     trustLevel,
     sourceMap: instrumented.map,

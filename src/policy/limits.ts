@@ -27,3 +27,20 @@ export function resolveLimits(level: TrustLevel, requested: RequestedLimits): Ef
 function clamp(value: number | undefined, range: LimitRange): number {
   return Math.min(value ?? range.default, range.max);
 }
+
+export type NodeLimitName = keyof CordonPolicy["nodeLimits"];
+export type EffectiveNodeLimits = Record<NodeLimitName, number> & Pick<EffectiveLimits, "logBytes" | "outputBytes">;
+export type RequestedNodeLimits = Partial<Record<NodeLimitName | "logBytes" | "outputBytes", number | undefined>>;
+
+/** The same rule for node jobs: defaults from the level, values above its maxima clamped. */
+export function resolveNodeLimits(level: TrustLevel, requested: RequestedNodeLimits): EffectiveNodeLimits {
+  const ranges = CORDONS[level].nodeLimits;
+  const resolved = {} as Record<NodeLimitName, number>;
+  for (const name of Object.keys(ranges) as NodeLimitName[]) resolved[name] = clamp(requested[name], ranges[name]);
+  const shared = CORDONS[level].limits;
+  return {
+    ...resolved,
+    logBytes: clamp(requested.logBytes, shared.logBytes),
+    outputBytes: clamp(requested.outputBytes, shared.outputBytes),
+  };
+}

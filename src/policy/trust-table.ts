@@ -2,13 +2,23 @@
 import { CORDONS, TRUST_LEVELS, type LimitRange } from "./trust";
 
 const LIMIT_LABELS: Record<keyof (typeof CORDONS)["high"]["limits"], string> = {
-  timeoutMs: "timeout (ms)",
-  cpuTimeMs: "cpuTime (ms)",
-  memoryMb: "memory (MB)",
+  timeoutMs: "edge timeout (ms)",
+  cpuTimeMs: "edge cpuTime (ms)",
+  memoryMb: "edge memory (MB)",
   logBytes: "log bytes",
   outputBytes: "output bytes",
   subrequests: "subrequests",
   bindingCalls: "binding calls",
+};
+
+const NODE_LIMIT_LABELS: Record<keyof (typeof CORDONS)["high"]["nodeLimits"], string> = {
+  timeoutMs: "timeout (ms)",
+  cpuTimeMs: "cpuTime (ms)",
+  memoryMb: "memory (MB)",
+  maxFileSize: "max file size (bytes)",
+  maxFiles: "max files",
+  maxSubprocesses: "max subprocesses",
+  maxFileDescriptors: "max file descriptors",
 };
 
 export function renderTrustTable(): string {
@@ -20,10 +30,15 @@ export function renderTrustTable(): string {
   );
   const listRow = (label: string, pick: (level: (typeof TRUST_LEVELS)[number]) => readonly string[]) =>
     `| ${label} | ${TRUST_LEVELS.map((level) => pick(level).join(", ") || "none").join(" | ")} |`;
+  const nodeRows = (Object.keys(NODE_LIMIT_LABELS) as (keyof typeof NODE_LIMIT_LABELS)[]).map(
+    (name) =>
+      `| node ${NODE_LIMIT_LABELS[name]}: default / max | ${TRUST_LEVELS.map((level) => range(CORDONS[level].nodeLimits[name])).join(" | ")} |`,
+  );
   return [
     header,
     rule,
     ...limitRows,
+    ...nodeRows,
     listRow("runtimes", (level) => CORDONS[level].runtimes),
     listRow("bindings", (level) => CORDONS[level].bindings),
     listRow("SQL statements", (level) => CORDONS[level].sqlStatementKinds),

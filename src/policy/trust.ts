@@ -31,6 +31,19 @@ export interface CordonPolicy {
     /** Calls to the job's bindings (DB, KV). */
     bindingCalls: LimitRange;
   };
+  /** Limits of node jobs (sandboxed processes) that differ from the edge limits above. */
+  nodeLimits: {
+    timeoutMs: LimitRange;
+    cpuTimeMs: LimitRange;
+    memoryMb: LimitRange;
+    /** Largest file a job's processes may write, bytes. */
+    maxFileSize: LimitRange;
+    /** Files in the job's writable paths. */
+    maxFiles: LimitRange;
+    /** Processes besides the job's own. */
+    maxSubprocesses: LimitRange;
+    maxFileDescriptors: LimitRange;
+  };
   runtimes: readonly ("edge" | "node")[];
   bindings: readonly ("DB" | "KV")[];
   sqlStatementKinds: readonly ("select" | "insert" | "update" | "delete" | "ddl")[];
@@ -55,6 +68,15 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       subrequests: { default: 0, max: 0 },
       bindingCalls: { default: 1_000, max: 10_000 },
     },
+    nodeLimits: {
+      timeoutMs: { default: 30_000, max: 120_000 },
+      cpuTimeMs: { default: 10_000, max: 120_000 },
+      memoryMb: { default: 512, max: 2_048 },
+      maxFileSize: { default: 16 * MiB, max: 256 * MiB },
+      maxFiles: { default: 1_000, max: 10_000 },
+      maxSubprocesses: { default: 8, max: 32 },
+      maxFileDescriptors: { default: 256, max: 1_024 },
+    },
     runtimes: ["edge", "node"],
     bindings: ["DB", "KV"],
     sqlStatementKinds: ["select", "insert", "update", "delete", "ddl"],
@@ -69,6 +91,15 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       outputBytes: { default: 1 * MiB, max: 4 * MiB },
       subrequests: { default: 0, max: 0 },
       bindingCalls: { default: 500, max: 2_000 },
+    },
+    nodeLimits: {
+      timeoutMs: { default: 30_000, max: 60_000 },
+      cpuTimeMs: { default: 5_000, max: 60_000 },
+      memoryMb: { default: 256, max: 1_024 },
+      maxFileSize: { default: 16 * MiB, max: 64 * MiB },
+      maxFiles: { default: 500, max: 2_000 },
+      maxSubprocesses: { default: 4, max: 8 },
+      maxFileDescriptors: { default: 128, max: 256 },
     },
     runtimes: ["edge", "node"],
     bindings: ["DB", "KV"],
@@ -85,6 +116,15 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       subrequests: { default: 0, max: 0 },
       bindingCalls: { default: 100, max: 500 },
     },
+    nodeLimits: {
+      timeoutMs: { default: 10_000, max: 30_000 },
+      cpuTimeMs: { default: 2_000, max: 10_000 },
+      memoryMb: { default: 128, max: 512 },
+      maxFileSize: { default: 1 * MiB, max: 16 * MiB },
+      maxFiles: { default: 100, max: 500 },
+      maxSubprocesses: { default: 0, max: 2 },
+      maxFileDescriptors: { default: 64, max: 128 },
+    },
     runtimes: ["edge", "node"],
     bindings: ["DB", "KV"],
     sqlStatementKinds: ["select"],
@@ -99,6 +139,15 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       outputBytes: { default: 64 * KiB, max: 256 * KiB },
       subrequests: { default: 0, max: 0 },
       bindingCalls: { default: 0, max: 0 },
+    },
+    nodeLimits: {
+      timeoutMs: { default: 5_000, max: 10_000 },
+      cpuTimeMs: { default: 1_000, max: 5_000 },
+      memoryMb: { default: 128, max: 256 },
+      maxFileSize: { default: 1 * MiB, max: 1 * MiB },
+      maxFiles: { default: 50, max: 100 },
+      maxSubprocesses: { default: 0, max: 0 },
+      maxFileDescriptors: { default: 64, max: 64 },
     },
     runtimes: ["edge"],
     bindings: [],

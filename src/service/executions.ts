@@ -7,6 +7,7 @@ import type { ExecutionTrackerApi, JobTicket, TrackedState } from "../durable/ex
 import { CordonError, ErrorCode } from "../errors";
 import { instrumentJob, type ExportKind, type Violation } from "../edge/instrument";
 import { prepareEdgeJob } from "../edge/prepare";
+import { checkNodeCode, prepareNodeJob } from "../node/prepare";
 import { newId } from "../ids";
 import { effectiveTrustLevel } from "../policy/admission";
 import { CORDONS, type TrustLevel } from "../policy/trust";
@@ -35,7 +36,10 @@ async function admit(context: ServiceContext, job: ExecutionRequest): Promise<Ad
   const acceptedAt = Date.now();
   const executionId = newId("exec");
   // Static checks run before admission, so refused code does not use up the tenant's quota.
-  const prepared = prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
+  const prepared =
+    job.runtime === "node"
+      ? prepareNodeJob(job, { executionId, trustLevel })
+      : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
   const admission = await admitExecution(env, caller, prepared.limits.timeoutMs);
   return {
     ticket: { job, prepared, tenantId: caller.tenant.id, acceptedAt, lease: admission.lease },
@@ -144,7 +148,17 @@ export interface ValidationReport {
 
 export function validateCode(context: ServiceContext, request: ValidateRequest): ValidationReport {
   const trustLevel = effectiveTrustLevel(request.trustLevel, context.caller.tenant.maxTrustLevel, request.runtime);
-  const checked = instrumentJob(request.code, { refusedGlobals: new Set(CORDONS[trustLevel].refusedConstructs) });
+  const refused = new Set(CORDONS[trustLevel].refusedConstructs);
+  if (request.runtime === "node") {
+    const problems = checkNodeCode(request.code, refused);
+    const syntax = problems.syntax ? [{ rule: "syntax-error" as const, ...problems.syntax }] : [];
+    return {
+      valid: !problems.syntax && problems.violations.length === 0,
+      trustLevel,
+      problems: [...syntax, ...problems.violations],
+    };
+  }
+  const checked = instrumentJob(request.code, { refusedGlobals: refused });
   if (checked.ok) return { valid: true, trustLevel, exportKind: checked.exportKind, problems: [] };
   switch (checked.kind) {
     case "violations":
