@@ -12,7 +12,7 @@ import { migrateSqlite } from "./sqlite-schema";
 import { BindingSession } from "../bindings/session";
 import { ErrorCode } from "../errors";
 import { runEdgeJob } from "../edge/execute";
-import { abandonedResult } from "../edge/judge";
+import { abandonedResult } from "../results";
 import type { PreparedJob } from "../edge/prepare";
 import { judgeNode } from "../node/judge";
 import type { PreparedNodeJob } from "../node/prepare";

@@ -7,19 +7,11 @@ import type { BindingCounters } from "../bindings/protocol";
 import { ErrorCode, isErrorCode } from "../errors";
 import type { ErrorBody } from "../errors";
 import type { ExecutionRequest, ExecutionResult, Metrics } from "../schemas";
+import { emptyMetrics, resultBase, type JobRecord } from "../results";
 import { jsonEqual } from "./json-equal";
 import type { PreparedJob } from "./prepare";
 import type { CallOutcome, ErrorInfo, HarnessReport, RunnerReply } from "./protocol";
 import { firstJobLocation, remapStack, type SourceMapV3 } from "./source-map";
-
-/** What the dispatcher knows of the job besides its report. */
-export interface JobRecord {
-  id: string;
-  tenantId: string;
-  codeSha256: string;
-  createdAt: Date;
-  finishedAt: Date;
-}
 
 type Verdict = Pick<ExecutionResult, "status" | "success" | "output" | "tests" | "error">;
 
@@ -30,17 +22,7 @@ export function judge(
   reply: RunnerReply,
   bindings: BindingCounters,
 ): ExecutionResult {
-  const base = {
-    id: record.id,
-    runtime: "edge" as const,
-    tenantId: record.tenantId,
-    trustLevel: prepared.trustLevel,
-    limits: prepared.limits,
-    codeSha256: record.codeSha256,
-    metadata: job.metadata ?? {},
-    createdAt: record.createdAt.toISOString(),
-    finishedAt: record.finishedAt.toISOString(),
-  };
+  const base = resultBase(record, job, prepared);
   const duration = record.finishedAt.getTime() - record.createdAt.getTime();
   if (!reply.ok) {
     const error: ErrorBody = { code: reply.error.code, message: reply.error.message, logsLost: true };
@@ -72,37 +54,6 @@ export function judge(
       networkBlocked: report.network.length,
       ...bindingMetrics(bindings),
     },
-  };
-}
-
-/**
- * The result of a job that ended without a report of its own: cancelled by its caller, or given up
- * on by its tracker's deadline alarm. Logs are lost with the runner.
- */
-export function abandonedResult(
-  record: JobRecord,
-  job: ExecutionRequest,
-  prepared: Pick<PreparedJob, "trustLevel"> & { runtime: "edge" | "node"; limits: Record<string, number> },
-  code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
-  message: string,
-): ExecutionResult {
-  return {
-    id: record.id,
-    runtime: prepared.runtime,
-    tenantId: record.tenantId,
-    trustLevel: prepared.trustLevel,
-    limits: prepared.limits,
-    codeSha256: record.codeSha256,
-    metadata: job.metadata ?? {},
-    createdAt: record.createdAt.toISOString(),
-    finishedAt: record.finishedAt.toISOString(),
-    status: code === ErrorCode.SANDBOX_CANCELLED ? "cancelled" : "timed_out",
-    success: false,
-    output: null,
-    logs: [],
-    logsTruncated: false,
-    metrics: emptyMetrics(record.finishedAt.getTime() - record.createdAt.getTime()),
-    error: { code, message, logsLost: true },
   };
 }
 
@@ -213,26 +164,5 @@ function failed(code: ErrorBody["code"], message: string, detail: Record<string,
     success: false,
     output: null,
     error: { ...detail, code, message },
-  };
-}
-
-export function emptyMetrics(duration: number): Metrics {
-  return {
-    duration,
-    runTime: null,
-    cpuTime: null,
-    memory: null,
-    filesWritten: 0,
-    coldStart: true,
-    logBytes: 0,
-    logsDropped: 0,
-    outputBytes: 0,
-    checkpoints: 0,
-    bindingCalls: { db: 0, kv: 0 },
-    dbQueries: 0,
-    dbRejected: 0,
-    kvReads: 0,
-    kvWrites: 0,
-    networkBlocked: 0,
   };
 }

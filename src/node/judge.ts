@@ -3,7 +3,7 @@
  * jobs. Which limit fired is the home's verdict (from the kernel), never the job's. No I/O.
  */
 import { ErrorCode, type ErrorBody } from "../errors";
-import { emptyMetrics, type JobRecord } from "../edge/judge";
+import { emptyMetrics, resultBase, type JobRecord } from "../results";
 import { jsonEqual } from "../edge/json-equal";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
 import type { PreparedNodeJob } from "./prepare";
@@ -19,17 +19,7 @@ export function judgeNode(
   reply: NodeRunReply,
 ): ExecutionResult {
   const duration = record.finishedAt.getTime() - record.createdAt.getTime();
-  const base = {
-    id: record.id,
-    runtime: "node" as const,
-    tenantId: record.tenantId,
-    trustLevel: prepared.trustLevel,
-    limits: prepared.limits,
-    codeSha256: record.codeSha256,
-    metadata: job.metadata ?? {},
-    createdAt: record.createdAt.toISOString(),
-    finishedAt: record.finishedAt.toISOString(),
-  };
+  const base = resultBase(record, job, prepared);
   if (!reply.ok) {
     return {
       ...base,
