@@ -33,7 +33,9 @@ export default defineConfig({
           ADMIN_TOKEN: TEST_ADMIN_TOKEN,
           TEST_MIGRATIONS: await readD1Migrations("./migrations"),
         },
-        serviceBindings: { EXAMPLE_CLIENT: "cordon-example-client" },
+        // EGRESS_TEST_UPSTREAM is the tests' stand-in for the internet behind the egress gateway; it
+        // replaces the transport after every check, never a rule, and never appears in wrangler.toml.
+        serviceBindings: { EXAMPLE_CLIENT: "cordon-example-client", EGRESS_TEST_UPSTREAM: "cordon-egress-upstream" },
         workers: [
           {
             // workers/example-client runs as an auxiliary Worker bound to the dispatcher's SandboxService.
@@ -45,6 +47,13 @@ export default defineConfig({
             // rewrite auxiliary Workers' bindings to it, so the binding names the runner directly.
             serviceBindings: { CORDON: { name: `vitest-plugin-runner-${PROJECT_NAME}`, entrypoint: "SandboxService" } },
             bindings: { CORDON_API_KEY: "ck_exampleclnt0_examplekeyexamplekeyexamplekey00" },
+          },
+          {
+            // Canned responses by path, for any host (test/egress/upstream).
+            name: "cordon-egress-upstream",
+            modules: true,
+            scriptPath: "./test/egress/upstream/index.js",
+            compatibilityDate: "2026-10-20",
           },
         ],
       },

@@ -26,7 +26,7 @@ export const ErrorCode = {
   SANDBOX_TIMEOUT: "SANDBOX_TIMEOUT",
   /** The job's isolate ran out of memory (the runner holding it was killed). */
   SANDBOX_MEMORY_LIMIT: "SANDBOX_MEMORY_LIMIT",
-  /** The job tried to reach the network, which its cordon does not allow. */
+  /** The job tried to reach the network where its cordon or its network policy does not allow it (a host, a budget, a socket). */
   SANDBOX_NETWORK_BLOCKED: "SANDBOX_NETWORK_BLOCKED",
   /** The job's code uses a construct or module its cordon refuses. */
   SANDBOX_SECURITY_VIOLATION: "SANDBOX_SECURITY_VIOLATION",

@@ -2,6 +2,7 @@
 import { app } from "./app";
 
 export { JobBindings } from "./bindings/entrypoint";
+export { EgressGateway } from "./egress/gateway";
 export { ExecutionTracker } from "./durable/execution-tracker";
 export { RateLimiter } from "./durable/rate-limiter";
 export { SandboxService } from "./rpc/sandbox-service";

@@ -54,6 +54,8 @@ export function emptyMetrics(duration: number): Metrics {
     kvReads: 0,
     kvWrites: 0,
     networkBlocked: 0,
+    networkRequests: 0,
+    networkBytes: 0,
   };
 }
 

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors";
 import { LogEntry } from "./edge/protocol";
+import { NetworkPolicy } from "./egress/policy";
 import { NodeRunRequest } from "./node/protocol";
 import { TRUST_LEVELS } from "./policy/trust";
 
@@ -69,6 +70,8 @@ export const ExecutionRequest = z
         outputBytes: z.number().int().positive().optional(),
         /** Calls to the job's DB and KV bindings together (edge jobs). */
         bindingCalls: z.number().int().min(0).optional(),
+        /** Edge jobs: network egress, off by default (see README "Network"). */
+        network: NetworkPolicy.optional(),
         /** Node jobs: files. `writable` paths get a private, size-bounded tmpfs; all else is read-only. */
         filesystem: z
           .object({
@@ -103,12 +106,21 @@ export const ExecutionRequest = z
           context.addIssue({ code: "custom", path: ["limits", name], message: "only node jobs have this limit" });
         }
       }
-    } else if (job.request !== undefined) {
-      context.addIssue({
-        code: "custom",
-        path: ["request"],
-        message: "node jobs export a function; `request` is for edge Worker jobs",
-      });
+    } else {
+      if (job.request !== undefined) {
+        context.addIssue({
+          code: "custom",
+          path: ["request"],
+          message: "node jobs export a function; `request` is for edge Worker jobs",
+        });
+      }
+      if (job.limits?.network?.enabled) {
+        context.addIssue({
+          code: "custom",
+          path: ["limits", "network"],
+          message: "only edge jobs have network egress",
+        });
+      }
     }
   });
 export type ExecutionRequest = z.infer<typeof ExecutionRequest>;
@@ -142,7 +154,12 @@ export const Metrics = z.object({
   /** KV get/list and put/delete calls. */
   kvReads: z.number(),
   kvWrites: z.number(),
+  /** Network refusals (attempts without network, and requests the gateway refused). */
   networkBlocked: z.number(),
+  /** Network requests the job's gateway sent (redirect hops included). */
+  networkRequests: z.number(),
+  /** Body bytes of those requests and their responses together. */
+  networkBytes: z.number(),
 });
 export type Metrics = z.infer<typeof Metrics>;
 

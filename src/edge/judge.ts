@@ -4,6 +4,7 @@
  * cannot forge its verdict. No I/O.
  */
 import type { BindingCounters } from "../bindings/protocol";
+import type { EgressReport } from "../egress/meter";
 import { ErrorCode, isErrorCode } from "../errors";
 import type { ErrorBody } from "../errors";
 import type { ExecutionRequest, ExecutionResult, Metrics } from "../schemas";
@@ -33,12 +34,12 @@ export function judge(
       output: null,
       logs: [],
       logsTruncated: false,
-      metrics: { ...emptyMetrics(duration), ...bindingMetrics(bindings) },
+      metrics: { ...emptyMetrics(duration), ...bindingMetrics(bindings), ...egressMetrics(reply.egress, 0) },
       error,
     };
   }
   const report = reply.report;
-  const verdict = judgeReport(job, prepared, report);
+  const verdict = judgeReport(job, prepared, report, reply.egress);
   return {
     ...base,
     ...verdict,
@@ -51,19 +52,32 @@ export function judge(
       logsDropped: report.logsDropped,
       outputBytes: report.calls.reduce((sum, call) => sum + (call.ok ? call.outputJson.length : 0), 0),
       checkpoints: report.guard.ticks,
-      networkBlocked: report.network.length,
       ...bindingMetrics(bindings),
+      ...egressMetrics(reply.egress, report.network.length),
     },
   };
 }
 
-function judgeReport(job: ExecutionRequest, prepared: PreparedJob, report: HarnessReport): Verdict {
+function judgeReport(
+  job: ExecutionRequest,
+  prepared: PreparedJob,
+  report: HarnessReport,
+  egress: EgressReport | undefined,
+): Verdict {
   const map = prepared.sourceMap;
   if (report.guard.tripped) {
     const where = report.guard.stack ? firstJobLocation(remapStack(report.guard.stack, map)) : undefined;
     return failed(ErrorCode.SANDBOX_TIMEOUT, `the job ran past its timeout of ${prepared.limits.timeoutMs} ms`, {
       timeoutMs: prepared.limits.timeoutMs,
       ...(where ? { line: where.line, column: where.column } : {}),
+    });
+  }
+  // A refusal fails the job even if the job caught the error: a job cannot probe hosts quietly.
+  const refusal = egress?.refusals[0];
+  if (refusal) {
+    return failed(ErrorCode.SANDBOX_NETWORK_BLOCKED, `a network request was refused: ${refusal.message}`, {
+      host: refusal.host,
+      rule: refusal.rule,
     });
   }
   const attempt = report.network[0];
@@ -136,6 +150,17 @@ function callFailure(error: ErrorInfo, map: SourceMapV3): Verdict {
     });
   }
   return thrown(error, map, undefined);
+}
+
+function egressMetrics(
+  egress: EgressReport | undefined,
+  attempts: number,
+): Pick<Metrics, "networkRequests" | "networkBytes" | "networkBlocked"> {
+  return {
+    networkRequests: egress?.requests ?? 0,
+    networkBytes: (egress?.bytesSent ?? 0) + (egress?.bytesReceived ?? 0),
+    networkBlocked: attempts + (egress?.refusedCount ?? 0),
+  };
 }
 
 function bindingMetrics(

@@ -1,4 +1,5 @@
 /** The module map of an edge isolate: our harness, guard and shims, plus the instrumented job. */
+import { EGRESS_FETCH_SOURCE, EGRESS_MODULE } from "../egress/isolate";
 import { GUARD_MODULE, JOB_MODULE, SOCKETS_SHIM_MODULE } from "./instrument";
 import { GUARD_SOURCE } from "./isolate/guard";
 import { HARNESS_SOURCE } from "./isolate/harness";
@@ -11,6 +12,7 @@ export function isolateModules(instrumentedJob: string): Record<string, string> 
     [GUARD_MODULE]: GUARD_SOURCE,
     "cordon-net.js": NET_SOURCE,
     [SOCKETS_SHIM_MODULE]: SOCKETS_SHIM_SOURCE,
+    [EGRESS_MODULE]: EGRESS_FETCH_SOURCE,
     [JOB_MODULE]: instrumentedJob,
   };
 }

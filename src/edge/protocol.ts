@@ -6,6 +6,8 @@
 import { z } from "zod";
 import { ErrorCode } from "../errors";
 import type { BindingSession } from "../bindings/session";
+import { EgressReport } from "../egress/meter";
+import { EgressPolicy } from "../egress/policy";
 import { TRUST_LEVELS } from "../policy/trust";
 
 const jsonValue = z.json();
@@ -32,6 +34,8 @@ export const HarnessSpec = z.object({
   request: FetchRequestSpec,
   /** Bindings the job's `env` offers (the dispatcher still checks every call). */
   bindings: z.array(z.enum(["DB", "KV"])),
+  /** Whether fetch goes to the egress gateway (else it is trapped). */
+  network: z.boolean(),
 });
 export type HarnessSpec = z.infer<typeof HarnessSpec>;
 
@@ -39,6 +43,8 @@ export const RunnerRequest = z.object({
   executionId: z.string(),
   /** The job's trust level: runners are never shared across cordons. */
   cordon: z.enum(TRUST_LEVELS),
+  /** The job's egress policy; null: no network (globalOutbound null). */
+  network: EgressPolicy.nullable(),
   modules: z.record(z.string(), z.string()),
   spec: HarnessSpec,
   timeoutMs: z.number().int().positive(),
@@ -93,8 +99,8 @@ export const RunnerFailure = z.object({
 export type RunnerFailure = z.infer<typeof RunnerFailure>;
 
 export const RunnerReply = z.discriminatedUnion("ok", [
-  z.object({ ok: z.literal(true), report: HarnessReport }),
-  z.object({ ok: z.literal(false), error: RunnerFailure }),
+  z.object({ ok: z.literal(true), report: HarnessReport, egress: EgressReport.optional() }),
+  z.object({ ok: z.literal(false), error: RunnerFailure, egress: EgressReport.optional() }),
 ]);
 export type RunnerReply = z.infer<typeof RunnerReply>;
 

@@ -5,6 +5,7 @@
  */
 import { ErrorCode } from "../errors";
 import { activateSession } from "../bindings/entrypoint";
+import { runWithEgress } from "../egress/run";
 import { HarnessReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
 
 /** Edge jobs run against a fixed, tested runtime surface, not whatever the dispatcher is on. */
@@ -23,7 +24,10 @@ export function loaderRunner(loader: WorkerLoader, exports: Cloudflare.Exports):
     async run(request, session) {
       const deactivate = activateSession(session);
       try {
-        return await runInLoader(loader, request, exports.JobBindings({ props: { executionId: request.executionId } }));
+        const bindings = exports.JobBindings({ props: { executionId: request.executionId } });
+        return await runWithEgress(request.executionId, request.network, exports.EgressGateway, (outbound) =>
+          runInLoader(loader, request, bindings, outbound),
+        );
       } finally {
         deactivate();
       }
@@ -39,6 +43,8 @@ export async function runInLoader(
   loader: WorkerLoader,
   request: RunnerRequest,
   bindings?: unknown,
+  /** The egress gateway for a job with network; null: fetch() and connect() fail inside the runtime. */
+  outbound: Fetcher | null = null,
 ): Promise<RunnerReply> {
   try {
     const worker = loader.load({
@@ -46,10 +52,11 @@ export async function runInLoader(
       mainModule: "harness.js",
       modules: request.modules,
       env: bindings === undefined ? {} : { BINDINGS: bindings },
-      // No network at all: fetch() and connect() fail inside the runtime.
-      globalOutbound: null,
-      // Enforced by Cloudflare in production; local workerd ignores them (the guard covers locally).
-      limits: { cpuMs: request.cpuTimeMs, subRequests: 0 },
+      // Without network, fetch() and connect() fail inside the runtime; with it, they reach the gateway.
+      globalOutbound: outbound,
+      // Enforced by Cloudflare in production (local workerd ignores them; the guard covers locally).
+      // Each job fetch is one subrequest to the gateway.
+      limits: { cpuMs: request.cpuTimeMs, subRequests: request.network?.maxRequests ?? 0 },
     });
     const harness = worker.getEntrypoint("Harness") as unknown as HarnessEntrypoint;
     const raw = await harness.run(request.spec);

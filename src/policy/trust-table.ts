@@ -8,6 +8,7 @@ const LIMIT_LABELS: Record<keyof (typeof CORDONS)["high"]["limits"], string> = {
   logBytes: "log bytes",
   outputBytes: "output bytes",
   subrequests: "subrequests",
+  networkBytes: "network bytes",
   bindingCalls: "binding calls",
 };
 

@@ -26,8 +26,10 @@ export interface CordonPolicy {
     logBytes: LimitRange;
     /** Bytes of JSON output (or response body) allowed. */
     outputBytes: LimitRange;
-    /** Outbound subrequests (network is off for every level until allowlists land). */
+    /** Network requests of a job with `limits.network` (redirect hops count); max 0: no network at this level. */
     subrequests: LimitRange;
+    /** Bytes of request and response bodies of those requests together. */
+    networkBytes: LimitRange;
     /** Calls to the job's bindings (DB, KV). */
     bindingCalls: LimitRange;
   };
@@ -65,7 +67,8 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       memoryMb: { default: 128, max: 128 },
       logBytes: { default: 64 * KiB, max: 1 * MiB },
       outputBytes: { default: 1 * MiB, max: 8 * MiB },
-      subrequests: { default: 0, max: 0 },
+      subrequests: { default: 50, max: 1_000 },
+      networkBytes: { default: 10 * MiB, max: 100 * MiB },
       bindingCalls: { default: 1_000, max: 10_000 },
     },
     nodeLimits: {
@@ -89,7 +92,8 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       memoryMb: { default: 128, max: 128 },
       logBytes: { default: 64 * KiB, max: 256 * KiB },
       outputBytes: { default: 1 * MiB, max: 4 * MiB },
-      subrequests: { default: 0, max: 0 },
+      subrequests: { default: 20, max: 200 },
+      networkBytes: { default: 5 * MiB, max: 25 * MiB },
       bindingCalls: { default: 500, max: 2_000 },
     },
     nodeLimits: {
@@ -114,6 +118,7 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       logBytes: { default: 32 * KiB, max: 64 * KiB },
       outputBytes: { default: 256 * KiB, max: 1 * MiB },
       subrequests: { default: 0, max: 0 },
+      networkBytes: { default: 0, max: 0 },
       bindingCalls: { default: 100, max: 500 },
     },
     nodeLimits: {
@@ -138,6 +143,7 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       logBytes: { default: 16 * KiB, max: 32 * KiB },
       outputBytes: { default: 64 * KiB, max: 256 * KiB },
       subrequests: { default: 0, max: 0 },
+      networkBytes: { default: 0, max: 0 },
       bindingCalls: { default: 0, max: 0 },
     },
     nodeLimits: {

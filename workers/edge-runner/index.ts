@@ -9,7 +9,10 @@
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { RunnerRequest } from "../../src/edge/protocol";
+import { runWithEgress, type GatewayFactory } from "../../src/egress/run";
 import { runInLoader } from "../../src/edge/runner";
+
+export { EgressGateway } from "../../src/egress/gateway";
 
 interface RunnerEnv {
   LOADER: WorkerLoader;
@@ -41,11 +44,18 @@ export default {
     }
     const parsed = RunnerRequest.safeParse(await request.json().catch(() => null));
     if (!parsed.success) return Response.json({ error: "malformed runner request" }, { status: 400 });
-    const exports = ctx.exports as unknown as { JobBindings: (options: { props: { executionId: string } }) => unknown };
+    // ctx.exports of this Worker (not the dispatcher's generated types): its two entrypoints.
+    const exports = ctx.exports as unknown as {
+      JobBindings: (options: { props: { executionId: string } }) => unknown;
+      EgressGateway: GatewayFactory;
+    };
     const bindings =
       parsed.data.spec.bindings.length > 0
         ? exports.JobBindings({ props: { executionId: parsed.data.executionId } })
         : undefined;
-    return Response.json(await runInLoader(env.LOADER, parsed.data, bindings));
+    const reply = await runWithEgress(parsed.data.executionId, parsed.data.network, exports.EgressGateway, (outbound) =>
+      runInLoader(env.LOADER, parsed.data, bindings, outbound),
+    );
+    return Response.json(reply);
   },
 } satisfies ExportedHandler<RunnerEnv>;

@@ -13,6 +13,7 @@ export const HARNESS_SOURCE = String.raw`
 import { WorkerEntrypoint } from "cloudflare:workers";
 import * as guard from "./cordon-guard.js";
 import { blockNetwork, networkAttempts } from "./cordon-net.js";
+import { installEgressFetch } from "./cordon-egress.js";
 
 const now = Date.now.bind(Date);
 const schedule = setTimeout.bind(globalThis);
@@ -199,7 +200,10 @@ export class Harness extends WorkerEntrypoint {
     guard.arm(spec.deadline);
     const sink = { entries: [], bytes: 0, dropped: 0 };
     if (spec.captureConsole) captureConsole(spec, sink);
-    trapNetwork();
+    // With network, fetch goes to the egress gateway (globalOutbound), which enforces and records;
+    // the wrapper only makes its refusals throw. Without, fetch is trapped.
+    if (spec.network) installEgressFetch();
+    else trapNetwork();
 
     let timer;
     const expired = new Promise((resolve) => {
