@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 import { EdgeJobs } from "./edge-jobs.ts";
-import { handleNodeCancel, handleNodeRun } from "./node/route.ts";
+import { closeNodeRunner, handleNodeCancel, handleNodeRun } from "./node/route.ts";
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
@@ -101,7 +101,7 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await edge.close();
+      await Promise.all([edge.close(), closeNodeRunner()]);
     },
   };
 }

@@ -54,6 +54,8 @@ export const ExecutionRequest = z
     /** For a Worker `{ fetch }` export: the request it receives (see README "Code forms"). */
     request: JobRequestSpec.optional(),
     captureConsole: z.boolean().default(true),
+    /** Node jobs: npm packages, exact versions (`name@1.2.3`), installed outside the sandbox without scripts. */
+    packages: NodeRunRequest.shape.packages,
     /** At most the tenant's ceiling; defaults to it. */
     trustLevel: TrustLevel.optional(),
     /** Answer at once with 202 and the execution id; read the result with GET, wait or cancel it. */
@@ -101,6 +103,9 @@ export const ExecutionRequest = z
   .strict()
   .superRefine((job, context) => {
     if (job.runtime === "edge") {
+      if (job.packages !== undefined) {
+        context.addIssue({ code: "custom", path: ["packages"], message: "only node jobs install packages" });
+      }
       for (const name of NODE_ONLY_LIMITS) {
         if (job.limits?.[name] !== undefined) {
           context.addIssue({ code: "custom", path: ["limits", name], message: "only node jobs have this limit" });

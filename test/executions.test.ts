@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createTenant, type TestTenant } from "./helpers";
 
@@ -249,6 +250,23 @@ describe("isolation and storage", () => {
       expect(stored.status).toBe(200);
       expect(stored.body).toEqual(run.body);
     }
+  });
+
+  it("still reads results stored before a metric existed, with that metric at zero", async () => {
+    const { body } = await execute({ code: "export default async () => 'old'" });
+    const row = await env.DB.prepare("SELECT result_json FROM executions WHERE id = ?")
+      .bind(body.id)
+      .first<{ result_json: string }>();
+    const stored = JSON.parse(row?.result_json ?? "{}") as { metrics: Record<string, unknown> };
+    delete stored.metrics.networkRequests;
+    await env.DB.prepare("UPDATE executions SET result_json = ? WHERE id = ?")
+      .bind(JSON.stringify(stored), body.id)
+      .run();
+
+    const read = await call(`/v1/executions/${body.id}`);
+    expect(read.status).toBe(200);
+    expect(read.body.metrics?.networkRequests).toBe(0);
+    expect((await call("/v1/executions?limit=5")).status).toBe(200);
   });
 
   it("clamps limits to the documented maxima and reports the effective ones", async () => {

@@ -11,7 +11,17 @@
  * Any controller that is not mounted as v1, or whose directory the host may not write (not root, not
  * delegated), is simply absent; the runner then falls back to rlimits (see README.md).
  */
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -88,6 +98,34 @@ export class CgroupRoot {
     return this.#parents.has(controller);
   }
 
+  /**
+   * Removes job groups that a host which died (SIGKILL, a crash) left behind: empty ones older than
+   * `minAgeMs`. Safe when another host shares the parent: a live sandbox is in its group from its first
+   * process on (a group is empty only between its creation and that process joining it), and rmdir
+   * refuses a group that has members anyway. Warm sandboxes make such leftovers likelier (a host that
+   * dies leaves one group per waiting sandbox).
+   */
+  sweep(minAgeMs: number): void {
+    const now = Date.now();
+    for (const parent of this.#parents.values()) {
+      let names: string[];
+      try {
+        names = readdirSync(parent).filter((name) => name.startsWith("job-"));
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const dir = join(parent, name);
+        try {
+          if (now - statSync(dir).mtimeMs < minAgeMs || readLines(join(dir, "cgroup.procs")).length > 0) continue;
+          rmdirSync(dir);
+        } catch {
+          // In use, or removed by someone else meanwhile.
+        }
+      }
+    }
+  }
+
   get controllers(): Controller[] {
     return [...this.#parents.keys()];
   }
@@ -136,6 +174,18 @@ export class JobCgroup {
     return this.#dirs.has(controller);
   }
 
+  /** Sets pids.max on a live group (a warm sandbox's, at hand-off); false if it could not be written. */
+  setMaxTasks(maxTasks: number): boolean {
+    const pids = this.#dirs.get("pids");
+    if (!pids) return false;
+    try {
+      writeFileSync(join(pids, "pids.max"), String(maxTasks));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   cpuNs(): number | undefined {
     const dir = this.#dirs.get("cpuacct");
     return dir ? readNumber(join(dir, "cpuacct.usage")) : undefined;
@@ -176,6 +226,34 @@ export class JobCgroup {
       await sleep(KILL_ROUND_MS);
     }
     return this.members().length === 0;
+  }
+
+  /**
+   * The same, synchronously, for a host that is exiting: SIGKILLs the members and retries the rmdirs
+   * until `deadline` (Date.now() ms); false if a directory is still there.
+   */
+  removeSync(deadline: number): boolean {
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      for (const pid of this.members()) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      let left = 0;
+      for (const dir of this.#dirs.values()) {
+        try {
+          rmdirSync(dir);
+        } catch (error) {
+          if (!isCode(error, "ENOENT")) left++;
+        }
+      }
+      if (left === 0) return true;
+      if (Date.now() >= deadline) return false;
+      Atomics.wait(pause, 0, 0, REMOVE_ROUND_MS);
+    }
   }
 
   /** Removes the group's directories (an rmdir fails while a dying task is still listed; retried). */

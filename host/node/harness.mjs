@@ -5,8 +5,13 @@
  *   fd 0  stdin   the host closes it to say "I have counted your files, you may exit"
  *   fd 1  stdout  collected (bounded) by the host, separately from the records
  *   fd 2  stderr  likewise
- *   fd 3  records one line per record: `<nonce> <json>\n`, read by the host
- *   fd 4  setup   JSON from the host (nonce, inputs, log and output bounds); read to EOF, then closed
+ *   fd 3  records one line per record: `<nonce> <json>\n`, read by the host. The very first line,
+ *         `waiting\n` (no nonce: none is known yet), tells the host the harness is up and waiting for
+ *         its setup; a warm sandbox is handed out only after it.
+ *   fd 4  setup   JSON from the host (nonce, inputs, log and output bounds); read to EOF, then closed.
+ *         It may come at once (a cold start) or much later (a warm sandbox waits in the host's pool),
+ *         so it is read through the event loop: an idle harness spends no CPU, which would otherwise
+ *         count against the job's cgroup CPU total and RLIMIT_CPU.
  *
  * The nonce is read from fd 4 and closed before the job is imported, and lives only in this module's
  * scope, so a job that writes to fd 3 itself cannot produce a line the host accepts. (Nothing security
@@ -17,8 +22,9 @@
  * Everything used after the job is loaded (fs, JSON, the clock, process.exit) is captured first, so a
  * job that patches globals cannot blind the harness.
  */
-import { closeSync, readSync, writeSync } from "node:fs";
+import { readSync, writeSync } from "node:fs";
 import { Buffer } from "node:buffer";
+import { Socket } from "node:net";
 import process from "node:process";
 import { format } from "node:util";
 
@@ -40,27 +46,17 @@ const cpuUsage = process.cpuUsage.bind(process);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const pause = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 
-/** Reads a descriptor to EOF (the host may still be writing a large setup while the harness starts). */
-function readAll(fd) {
+/**
+ * Reads the setup descriptor to EOF without polling, then closes it (the 'close' event comes after
+ * libuv has closed the fd, so the job never finds it open).
+ */
+async function readSetup(fd) {
+  const socket = new Socket({ fd, readable: true, writable: false });
   const chunks = [];
-  const chunk = Buffer.alloc(64 * 1024);
-  for (;;) {
-    let size;
-    try {
-      size = readSync(fd, chunk);
-    } catch (error) {
-      if (error?.code !== "EAGAIN") throw error;
-      pause(1);
-      continue;
-    }
-    if (size === 0) return Buffer.concat(chunks).toString("utf8");
-    chunks.push(Buffer.from(chunk.subarray(0, size)));
-  }
+  for await (const chunk of socket) chunks.push(chunk);
+  if (!socket.closed) await new Promise((resolve) => socket.destroy().once("close", resolve));
+  return Buffer.concat(chunks).toString("utf8");
 }
-
-const setup = JSON.parse(readAll(SETUP_FD));
-closeSync(SETUP_FD);
-const nonce = setup.nonce;
 
 /** The descriptors are sockets the host made non-blocking: a full one answers EAGAIN, so wait and retry. */
 function writeAll(fd, text) {
@@ -83,6 +79,11 @@ function emit(record) {
     // The host is gone or the job closed fd 3: there is no one left to tell.
   }
 }
+
+// Before any setup (and so before any nonce) exists: the host's cue that this sandbox is ready.
+writeAll(RECORDS_FD, "waiting\n");
+const setup = JSON.parse(await readSetup(SETUP_FD));
+const nonce = setup.nonce;
 
 function clip(text, max) {
   return text.length > max ? text.slice(0, max) + "… [truncated]" : text;

@@ -1,22 +1,40 @@
 /**
- * Runs `node` jobs, each in a fresh bubblewrap sandbox (see README.md in this directory). There is no
- * pool: a sandbox is cheap to start and never reused, so one job can leave nothing behind for the next.
- * At most `maxConcurrent` sandboxes run at once; further jobs wait in FIFO order.
+ * Runs `node` jobs, each in a bubblewrap sandbox of its own (see README.md in this directory). A
+ * sandbox serves one job and is destroyed, so one job can leave nothing behind for the next. It is
+ * started for the job (a cold start) or taken from the warm pool, where, per trust cordon, a few wait
+ * with their harness started. At most `maxConcurrent` jobs run at once; further jobs wait in FIFO order.
+ * A job's npm packages are installed (or found in the cache) before it takes a slot.
  *
  * What the host can offer is probed once, at construction: the tools on PATH, the cgroup controllers it
  * may write, whether it runs as root (then every sandbox runs as an unprivileged uid instead).
  */
 import { realpathSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CgroupRoot } from "./cgroup.ts";
+import {
+  DEFAULT_CACHE_BYTES,
+  DEFAULT_INSTALL_TIMEOUT_MS,
+  DEFAULT_REGISTRY,
+  PackageCache,
+  findNpm,
+  type PackageCacheStatus,
+  type PackageLease,
+} from "./package-cache.ts";
 import type { NodeRunReply, NodeRunRequest } from "./protocol.ts";
 import { findTools, systemLayout } from "./sandbox-command.ts";
-import { SandboxJob, type JobEnvironment } from "./sandbox-job.ts";
+import { HAND_OFF_FAILED, SandboxJob, type ExtraMetrics } from "./sandbox-job.ts";
+import { Sandbox, handOffLimitsOf, shapeOf, type JobEnvironment, type SandboxShape } from "./sandbox.ts";
+import { WarmPool, type WarmPoolStatus } from "./warm-pool.ts";
 
 const HARNESS = fileURLToPath(new URL("./harness.mjs", import.meta.url));
 /** The conventional "nobody": owns nothing on the host. */
 const DEFAULT_SANDBOX_ID = 65534;
+/** An empty job cgroup this old belongs to no live sandbox (see CgroupRoot.sweep). */
+const STALE_CGROUP_MS = 10 * 60_000;
+/** How long `prewarm` waits for the pool to fill. */
+const PREWARM_TIMEOUT_MS = 15_000;
 
 export interface NodeRunnerOptions {
   /** Sandboxes running at once (default 4). */
@@ -30,6 +48,18 @@ export interface NodeRunnerOptions {
   toolPath?: string;
   /** false: never use cgroups, only the rlimit fallbacks (default true: use whatever is writable). */
   cgroups?: boolean;
+  /** Warm sandboxes kept per trust cordon (default 1; 0: every job starts cold). */
+  warmPerCordon?: number;
+  /** Where installed package sets are cached (default <os.tmpdir()>/cordon-node-packages). */
+  packageCacheRoot?: string;
+  /** Bytes of cached package sets kept before the least recently used are removed (default 1 GiB). */
+  packageCacheMaxBytes?: number;
+  /** An npm install is stopped after this long (default 60 s). */
+  installTimeoutMs?: number;
+  /** The npm registry packages come from (default https://registry.npmjs.org/). */
+  registry?: string;
+  /** npm's package directory (holding bin/npm-cli.js); default: found from `npm` on PATH. */
+  npmRoot?: string;
 }
 
 export interface NodeRunnerStatus {
@@ -38,7 +68,11 @@ export interface NodeRunnerStatus {
   cgroups: string[];
   running: number;
   waiting: number;
+  warm: WarmPoolStatus | undefined;
+  packages: PackageCacheStatus | undefined;
 }
+
+type InstallFailure = Extract<NodeRunReply, { ok: false }>;
 
 export class NodeRunner {
   readonly #env: JobEnvironment | undefined;
@@ -46,6 +80,10 @@ export class NodeRunner {
   readonly #maxConcurrent: number;
   readonly #waiting: (() => void)[] = [];
   readonly #jobs = new Map<string, SandboxJob>();
+  readonly #pool: WarmPool | undefined;
+  readonly #packages: PackageCache | undefined;
+  /** Sandboxes of finished jobs still being removed (close() waits for them). */
+  readonly #cleanups = new Set<Promise<void>>();
   #running = 0;
 
   constructor(options: NodeRunnerOptions = {}) {
@@ -62,9 +100,11 @@ export class NodeRunner {
       this.#problem = "the sandbox host runs as root but setpriv (util-linux) is missing to drop privileges";
       return;
     }
-    this.#env = {
+    const cgroups = options.cgroups === false ? CgroupRoot.none() : CgroupRoot.detect();
+    cgroups.sweep(STALE_CGROUP_MS);
+    const env: JobEnvironment = {
       tools,
-      cgroups: options.cgroups === false ? CgroupRoot.none() : CgroupRoot.detect(),
+      cgroups,
       layout: systemLayout(),
       nodeBinary: realpathSync(process.execPath),
       harness: HARNESS,
@@ -73,6 +113,37 @@ export class NodeRunner {
         ? { uid: options.sandboxUid ?? DEFAULT_SANDBOX_ID, gid: options.sandboxGid ?? DEFAULT_SANDBOX_ID }
         : undefined,
     };
+    this.#env = env;
+    this.#packages = new PackageCache({
+      root: options.packageCacheRoot ?? join(tmpdir(), "cordon-node-packages"),
+      maxBytes: options.packageCacheMaxBytes ?? DEFAULT_CACHE_BYTES,
+      installTimeoutMs: options.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS,
+      registry: options.registry ?? DEFAULT_REGISTRY,
+      tools,
+      nodeBinary: env.nodeBinary,
+      npmRoot: options.npmRoot ?? findNpm(),
+      layout: env.layout,
+      dropTo: env.dropTo,
+    });
+    const packages = this.#packages;
+    this.#pool = new WarmPool({
+      perCordon: options.warmPerCordon ?? 1,
+      canRefill: () => this.#running < this.#maxConcurrent && this.#waiting.length === 0,
+      start: (shape, limits) => {
+        // A warm sandbox holds its own lease on its packages, so they stay cached while it waits.
+        let lease: PackageLease | undefined;
+        if (shape.packages) {
+          lease = packages.retain(shape.packages.key);
+          if (!lease) return undefined;
+        }
+        try {
+          return new Sandbox(env, shape, limits, () => lease?.release());
+        } catch (error) {
+          lease?.release();
+          throw error;
+        }
+      },
+    });
   }
 
   get status(): NodeRunnerStatus {
@@ -82,20 +153,77 @@ export class NodeRunner {
       cgroups: this.#env?.cgroups.controllers ?? [],
       running: this.#running,
       waiting: this.#waiting.length,
+      warm: this.#pool?.status,
+      packages: this.#packages?.status,
     };
   }
 
   async run(request: NodeRunRequest): Promise<NodeRunReply> {
     const env = this.#env;
-    if (!env) return { ok: false, error: { code: "SANDBOX_UNAVAILABLE", message: this.#problem ?? "unavailable" } };
+    const pool = this.#pool;
+    if (!env || !pool) return unavailable(this.#problem ?? "unavailable");
+    const extra: ExtraMetrics = {};
+    let lease: PackageLease | undefined;
+    if (request.packages && request.packages.length > 0) {
+      const resolved = await this.#installFor(request.packages);
+      if (!resolved.ok) return resolved.reply;
+      lease = resolved.lease;
+      extra.installMs = resolved.installMs;
+      extra.packageCache = resolved.outcome;
+    }
     await this.#acquire();
-    const job = new SandboxJob(env, request);
-    this.#jobs.set(request.executionId, job);
+    const sandboxes: Sandbox[] = [];
     try {
-      return await job.run();
+      const shape = shapeOf(request, lease && { key: lease.key, dir: lease.dir });
+      const limits = handOffLimitsOf(request);
+      const warm = pool.take(request.cordon ?? "high", shape, limits);
+      if (warm) {
+        sandboxes.push(warm);
+        const reply = await this.#runIn(request, warm, true, { ...extra, coldStart: false });
+        if (reply !== HAND_OFF_FAILED) return reply;
+        // The warm sandbox could not take the job's limits (and is gone): start one the usual way.
+      }
+      let sandbox: Sandbox;
+      try {
+        sandbox = new Sandbox(env, shape, limits);
+      } catch (error) {
+        return unavailable(error instanceof Error ? error.message : String(error));
+      }
+      sandboxes.push(sandbox);
+      const reply = await this.#runIn(request, sandbox, false, { ...extra, coldStart: true });
+      return reply === HAND_OFF_FAILED ? unavailable("the sandbox did not take the job") : reply;
     } finally {
-      this.#jobs.delete(request.executionId);
-      this.#release();
+      // The reply goes now; the slot and the packages are held until the sandboxes' cgroups and
+      // staging directories are gone, so that at most maxConcurrent of them exist at once.
+      const cleanup = Promise.all(sandboxes.map((sandbox) => sandbox.destroy())).then(() => {
+        this.#cleanups.delete(cleanup);
+        lease?.release();
+        this.#release();
+        // After the reply has gone, and only if the runner is idle enough then.
+        setImmediate(() => pool.refill());
+      });
+      this.#cleanups.add(cleanup);
+    }
+  }
+
+  /**
+   * Fills a cordon's pool with sandboxes of this request's shape (installing its packages if need be)
+   * and waits until they are ready; false if the pool is disabled or they did not start in time.
+   */
+  async prewarm(request: NodeRunRequest): Promise<boolean> {
+    const pool = this.#pool;
+    if (!pool?.enabled) return false;
+    let lease: PackageLease | undefined;
+    if (request.packages && request.packages.length > 0) {
+      const resolved = await this.#installFor(request.packages);
+      if (!resolved.ok) return false;
+      lease = resolved.lease;
+    }
+    try {
+      const shape: SandboxShape = shapeOf(request, lease && { key: lease.key, dir: lease.dir });
+      return await pool.prewarm(request.cordon ?? "high", shape, handOffLimitsOf(request), PREWARM_TIMEOUT_MS);
+    } finally {
+      lease?.release();
     }
   }
 
@@ -104,6 +232,50 @@ export class NodeRunner {
     const job = this.#jobs.get(executionId);
     job?.cancel();
     return job !== undefined;
+  }
+
+  /**
+   * Destroys the warm sandboxes, stops installs in flight and waits for finished jobs' sandboxes to be
+   * removed; running jobs finish on their own.
+   */
+  async close(): Promise<void> {
+    this.#packages?.close();
+    await Promise.all([this.#pool?.close(), ...this.#cleanups]);
+  }
+
+  async #installFor(
+    specs: string[],
+  ): Promise<
+    | { ok: true; lease: PackageLease; installMs: number; outcome: ExtraMetrics["packageCache"] }
+    | { ok: false; reply: InstallFailure }
+  > {
+    if (!this.#packages) return { ok: false, reply: unavailable(this.#problem ?? "unavailable") };
+    const resolved = await this.#packages.acquire(specs);
+    if (!resolved.ok) {
+      return {
+        ok: false,
+        reply: {
+          ok: false,
+          error: { code: "SANDBOX_UNAVAILABLE", message: resolved.message, installError: resolved.error },
+        },
+      };
+    }
+    return { ok: true, lease: resolved.lease, installMs: resolved.installMs, outcome: resolved.outcome };
+  }
+
+  async #runIn(
+    request: NodeRunRequest,
+    sandbox: Sandbox,
+    warm: boolean,
+    extra: ExtraMetrics,
+  ): Promise<NodeRunReply | typeof HAND_OFF_FAILED> {
+    const job = new SandboxJob(request, sandbox, warm);
+    this.#jobs.set(request.executionId, job);
+    try {
+      return await job.run(extra);
+    } finally {
+      if (this.#jobs.get(request.executionId) === job) this.#jobs.delete(request.executionId);
+    }
   }
 
   #acquire(): Promise<void> {
@@ -119,4 +291,8 @@ export class NodeRunner {
     if (next) next();
     else this.#running--;
   }
+}
+
+function unavailable(message: string): InstallFailure {
+  return { ok: false, error: { code: "SANDBOX_UNAVAILABLE", message } };
 }

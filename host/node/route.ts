@@ -4,24 +4,48 @@
  *
  * The runner is created on first use and configured from the environment: CORDON_NODE_JOBS
  * (sandboxes at once, default 4), CORDON_NODE_UID / CORDON_NODE_GID (the uid a root host runs jobs as,
- * default 65534), CORDON_NODE_STAGING (where job code is staged, default the OS temp directory).
+ * default 65534), CORDON_NODE_STAGING (where job code is staged, default the OS temp directory),
+ * CORDON_NODE_WARM (warm sandboxes per trust cordon, default 1, 0 disables), CORDON_NODE_PACKAGES_DIR
+ * (the package cache, default <temp>/cordon-node-packages), CORDON_NODE_PACKAGES_MAX_MB (its bound,
+ * default 1024), CORDON_NODE_INSTALL_TIMEOUT_MS (default 60000), CORDON_NODE_REGISTRY (default npm's).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { NodeRunner } from "./node-runner.ts";
 import { NodeRunRequest } from "./protocol.ts";
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
+const MiB = 1024 * 1024;
 
 let defaultRunner: NodeRunner | undefined;
 
 export function runnerFromEnv(env: NodeJS.ProcessEnv): NodeRunner {
-  const number = (value: string | undefined) => (value === undefined ? undefined : Number(value));
+  // A value that is not a non-negative integer is ignored (the default applies).
+  const number = (value: string | undefined) => {
+    if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
+    return Number(value);
+  };
+  const cacheMb = number(env.CORDON_NODE_PACKAGES_MAX_MB);
   return new NodeRunner({
     maxConcurrent: number(env.CORDON_NODE_JOBS),
     sandboxUid: number(env.CORDON_NODE_UID),
     sandboxGid: number(env.CORDON_NODE_GID),
     stagingRoot: env.CORDON_NODE_STAGING,
+    warmPerCordon: number(env.CORDON_NODE_WARM),
+    packageCacheRoot: env.CORDON_NODE_PACKAGES_DIR,
+    packageCacheMaxBytes: cacheMb === undefined ? undefined : cacheMb * MiB,
+    installTimeoutMs: number(env.CORDON_NODE_INSTALL_TIMEOUT_MS),
+    registry: env.CORDON_NODE_REGISTRY,
   });
+}
+
+/**
+ * Destroys the default runner's warm sandboxes (they would otherwise wait until the host process
+ * exits, when --die-with-parent ends them) and forgets the runner; the next request creates a new one.
+ */
+export async function closeNodeRunner(): Promise<void> {
+  const runner = defaultRunner;
+  defaultRunner = undefined;
+  await runner?.close();
 }
 
 /** `POST /v1/node/jobs/:id/cancel`: kills the job's processes. */

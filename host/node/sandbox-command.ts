@@ -10,9 +10,13 @@
  *
  * Every process the job can start descends from that first `sh`, so all of them are in the cgroups
  * and under the rlimits, and none of them can raise a hard limit back.
+ *
+ * `installCommand` builds the other sandbox this host runs: npm installing a job's packages, with the
+ * network but without the job, its code or anything of the host but what npm needs.
  */
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { delimiter, join } from "node:path";
+import { PACKAGES_MOUNT } from "./protocol.ts";
 
 export const SANDBOX_NODE = "/opt/node/bin/node";
 export const SANDBOX_HARNESS = "/opt/cordon/harness.mjs";
@@ -68,6 +72,8 @@ export interface SandboxPlan {
   dropTo: { uid: number; gid: number } | undefined;
   rlimits: Rlimits;
   writable: { path: string; sizeBytes: number }[];
+  /** Host node_modules of the job's installed packages, bound read-only at PACKAGES_MOUNT. */
+  packages: string | undefined;
   heapMb: number;
   /** bwrap arguments mounting SYSTEM_PATHS, from systemLayout(). */
   layout: string[];
@@ -155,6 +161,9 @@ export function sandboxCommand(plan: SandboxPlan): SandboxCommand {
     ...["--ro-bind", plan.nodeBinary, SANDBOX_NODE],
     ...["--ro-bind", plan.harness, SANDBOX_HARNESS],
     ...["--ro-bind", plan.staging, SANDBOX_WORKSPACE],
+    // Its mount point is an empty directory in the staging directory (bwrap cannot create one in a
+    // read-only bind).
+    ...(plan.packages === undefined ? [] : ["--ro-bind", plan.packages, PACKAGES_MOUNT]),
     ...["--proc", "/proc"],
     ...["--dev", "/dev"],
     ...writable.flatMap(({ path, sizeBytes }) => ["--size", String(sizeBytes), "--tmpfs", path]),
@@ -187,5 +196,138 @@ export function sandboxCommand(plan: SandboxPlan): SandboxCommand {
     file: tools.sh,
     args: ["-c", JOIN_CGROUPS, "cordon-sandbox", ...plan.cgroupDirs, "--", ...drop, ...limits, ...bwrap],
     bwrapOptions: options.map((option) => `${option}\0`).join(""),
+  };
+}
+
+export const INSTALL_NPM = "/opt/npm";
+export const INSTALL_TARGET = "/install";
+/**
+ * What npm needs of the host's /etc: name resolution and CA certificates (a registry behind a
+ * TLS-intercepting proxy needs its CA). Whichever exist are bound read-only; nothing else of /etc is.
+ */
+const INSTALL_HOST_FILES = [
+  "/etc/resolv.conf",
+  "/etc/hosts",
+  "/etc/nsswitch.conf",
+  "/etc/host.conf",
+  "/etc/gai.conf",
+  "/etc/ssl",
+  "/etc/ca-certificates",
+  "/etc/pki",
+  "/usr/share/ca-certificates",
+];
+/** Host environment passed to npm: proxies and CA bundles only (paths are bound if outside INSTALL_HOST_FILES). */
+export const INSTALL_ENV = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "NO_PROXY",
+  "no_proxy",
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+];
+const CA_PATH_VARIABLES = new Set(["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR"]);
+/** The install's own /tmp (npm's HOME); npm's download cache goes to the target directory instead. */
+const INSTALL_TMP_BYTES = 64 * 1024 * 1024;
+/** RLIMIT_FSIZE for npm: no single file of a package is anywhere near this. */
+const INSTALL_MAX_FILE_BYTES = 512 * 1024 * 1024;
+/** RLIMIT_NOFILE for npm, which opens many files and sockets at once. */
+const INSTALL_OPEN_FILES = 4096;
+
+export interface InstallPlan {
+  tools: Tools;
+  nodeBinary: string;
+  /** The host's npm package directory (the one holding bin/npm-cli.js), bound read-only at INSTALL_NPM. */
+  npmRoot: string;
+  /** Host directory holding package.json; npm writes node_modules and its download cache there. */
+  target: string;
+  dropTo: { uid: number; gid: number } | undefined;
+  layout: string[];
+  registry: string;
+  /** The host's values of INSTALL_ENV that are set. */
+  env: Record<string, string>;
+}
+
+/**
+ * npm in a bubblewrap sandbox of its own: the host's network (it must reach the registry), but only
+ * the target directory writable, and none of the host's files but the system libraries, Node, npm and
+ * INSTALL_HOST_FILES. Install scripts are disabled (`--ignore-scripts`, which also covers dependencies
+ * and the implicit node-gyp build), so no package code runs; the sandbox is for npm's own handling of
+ * what the registry sends (a `file:` dependency of a hostile package sees an empty filesystem).
+ * Configuration comes only from these flags: no user or global npmrc (a host token stays out of reach).
+ */
+export function installCommand(plan: InstallPlan): SandboxCommand {
+  const { tools } = plan;
+  const drop = plan.dropTo
+    ? [
+        tools.setpriv ?? "setpriv",
+        `--reuid=${plan.dropTo.uid}`,
+        `--regid=${plan.dropTo.gid}`,
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+      ]
+    : [];
+  const limits = [
+    tools.prlimit,
+    `--nofile=${INSTALL_OPEN_FILES}:${INSTALL_OPEN_FILES}`,
+    `--fsize=${INSTALL_MAX_FILE_BYTES}:${INSTALL_MAX_FILE_BYTES}`,
+    "--core=0:0",
+    "--",
+  ];
+  const hostFiles = new Set(INSTALL_HOST_FILES.filter((path) => existsSync(path)));
+  for (const [name, value] of Object.entries(plan.env)) {
+    if (!CA_PATH_VARIABLES.has(name) || !value.startsWith("/") || !existsSync(value)) continue;
+    if (![...hostFiles].some((bound) => value === bound || value.startsWith(`${bound}/`))) hostFiles.add(value);
+  }
+  const home = "/tmp";
+  const options = [
+    "--unshare-all",
+    "--share-net",
+    "--unshare-user",
+    "--disable-userns",
+    "--die-with-parent",
+    "--new-session",
+    ...["--uid", "65534", "--gid", "65534"],
+    ...plan.layout,
+    ...["--ro-bind", plan.nodeBinary, SANDBOX_NODE],
+    ...["--ro-bind", plan.npmRoot, INSTALL_NPM],
+    ...[...hostFiles].flatMap((path) => ["--ro-bind", path, path]),
+    ...["--bind", plan.target, INSTALL_TARGET],
+    ...["--proc", "/proc"],
+    ...["--dev", "/dev"],
+    ...["--size", String(INSTALL_TMP_BYTES), "--tmpfs", home],
+    ...["--remount-ro", "/"],
+    "--clearenv",
+    ...["--setenv", "PATH", "/opt/node/bin"],
+    ...["--setenv", "HOME", home],
+    ...Object.entries(plan.env).flatMap(([name, value]) => ["--setenv", name, value]),
+    ...["--chdir", INSTALL_TARGET],
+  ];
+  const npm = [
+    SANDBOX_NODE,
+    `${INSTALL_NPM}/bin/npm-cli.js`,
+    "install",
+    "--ignore-scripts",
+    "--no-audit",
+    "--no-fund",
+    "--no-bin-links",
+    "--no-package-lock",
+    "--no-update-notifier",
+    "--logs-max=0",
+    "--loglevel=error",
+    "--fetch-retries=1",
+    `--registry=${plan.registry}`,
+    `--cache=${INSTALL_TARGET}/.npm-cache`,
+    // Paths that do not exist: npm then reads no npmrc at all (it refuses /dev/null twice).
+    `--userconfig=${home}/no-user-npmrc`,
+    `--globalconfig=${home}/no-global-npmrc`,
+  ];
+  return {
+    file: tools.sh,
+    args: ["-c", 'exec "$@"', "cordon-install", ...drop, ...limits, tools.bwrap, ...options, "--", ...npm],
+    bwrapOptions: "",
   };
 }

@@ -1,5 +1,7 @@
 /**
- * One `node` job in one fresh bubblewrap sandbox, from staging its code to removing its cgroup.
+ * One `node` job in one bubblewrap sandbox, from handing it its code to destroying the sandbox. The
+ * sandbox was started for this job (a cold start) or taken from the warm pool; either way it has not
+ * run anything else, and it is destroyed afterwards.
  *
  * The host watches the sandbox from outside and decides which limit fired from what the kernel says
  * (exit status, cgroup counters, statfs of the job's tmpfs mounts), not from what the job's process
@@ -7,98 +9,45 @@
  * whole sandbox is SIGKILLed: its outermost process (bwrap, whose --die-with-parent init then takes
  * the pid namespace down with it) and every task left in its cgroups.
  */
-import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import {
-  chownSync,
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statfsSync,
-  writeFileSync,
-} from "node:fs";
+import { readdirSync, readFileSync, statfsSync } from "node:fs";
 import { constants } from "node:os";
-import { join, relative } from "node:path";
-import type { Readable, Writable } from "node:stream";
-import { BoundedText, JobRecords } from "./channel.ts";
-import { inheritableDescriptors } from "./descriptors.ts";
-import type { CgroupCounters, CgroupRoot, JobCgroup } from "./cgroup.ts";
-import type { LimitHit, NodeRunReply, NodeRunRequest, CallOutcome } from "./protocol.ts";
-import {
-  JOIN_FAILED_STATUS,
-  SANDBOX_WORKSPACE,
-  sandboxCommand,
-  type SandboxPlan,
-  type Tools,
-} from "./sandbox-command.ts";
+import { JobRecords } from "./channel.ts";
+import type { CgroupCounters } from "./cgroup.ts";
+import type { LimitHit, NodeRunMetrics, NodeRunReply, NodeRunRequest, CallOutcome } from "./protocol.ts";
+import { JOIN_FAILED_STATUS } from "./sandbox-command.ts";
+import { SANDBOX_BASE_TASKS, handOffLimitsOf, writableBytes, type Exit, type Sandbox } from "./sandbox.ts";
 
 const MiB = 1024 * 1024;
-/** stdin, stdout, stderr, records, setup (the harness's) and bwrap's --info-fd and --args. */
-const OWN_DESCRIPTORS = 7;
-type StdioOption = Extract<StdioOptions, unknown[]>[number];
 /** How often the host checks the CPU total and the file count while a job runs. */
 const POLL_MS = 50;
 /** After its last record the harness exits on its own; past this it is killed (a job may break exit). */
 const EXIT_GRACE_MS = 500;
-/** After the sandbox's first process exits, its pipes get this long to drain before they are cut. */
-const CLOSE_GRACE_MS = 1_000;
-/** stdout and stderr are each kept up to this size. */
-const STREAM_CAP_BYTES = 64 * 1024;
-/** pids.max charges threads: a Node process runs up to 11 (main, 4 V8 workers, 4 libuv, 2 internal). */
-const TASKS_PER_NODE_PROCESS = 12;
-/** bwrap's outer process and its init (pid 1 of the sandbox). */
-const SANDBOX_BASE_TASKS = 2;
-/** Each writable tmpfs may use this share of memoryMb (its pages are charged to the memory cgroup too). */
-const WRITABLE_SHARE = 0.5;
-/**
- * Without a pids cgroup, RLIMIT_NPROC is only a host-wide backstop against a runaway fork bomb: the
- * kernel counts it per uid across every sandbox (and, for a non-root host, every process of the host's
- * user), so it cannot be a per-job limit. A per-job value made a Node thread creation fail, and Node
- * then hangs, whenever another job's tasks were still counted. The per-job limit is the polled count.
- */
-const NPROC_BACKSTOP = 1024;
-/** Without a memory cgroup, RLIMIT_AS is memoryMb plus this (V8 reserves far more than it commits). */
-const ADDRESS_SPACE_HEADROOM_BYTES = 1536 * MiB;
 const HEAP_EXHAUSTED = /Reached heap limit|JavaScript heap out of memory|Allocation failed/;
 
-export interface JobEnvironment {
-  tools: Tools;
-  cgroups: CgroupRoot;
-  layout: string[];
-  nodeBinary: string;
-  harness: string;
-  stagingRoot: string;
-  dropTo: { uid: number; gid: number } | undefined;
-}
+/** The sandbox could not take the job's limits at hand-off; it has been destroyed, the job has not run. */
+export const HAND_OFF_FAILED = "hand-off-failed";
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+/** Reply fields the runner knows and the job does not (how the sandbox and the packages were had). */
+export type ExtraMetrics = Pick<NodeRunMetrics, "coldStart" | "installMs" | "packageCache">;
 
 export class SandboxJob {
-  readonly #env: JobEnvironment;
   readonly #request: NodeRunRequest;
+  readonly #sandbox: Sandbox;
+  readonly #warm: boolean;
   readonly #cpuLimitMs: number;
   readonly #nonce = randomBytes(16).toString("hex");
-  readonly #stdout = new BoundedText(STREAM_CAP_BYTES);
-  readonly #stderr = new BoundedText(STREAM_CAP_BYTES);
   readonly #records: JobRecords;
   readonly #timers: NodeJS.Timeout[] = [];
-  #child: ChildProcess | undefined;
-  #cgroup: JobCgroup | undefined;
-  #initPid: number | undefined;
   #limitHit: LimitHit | null = null;
   #killed = false;
   #files = 0;
 
-  constructor(env: JobEnvironment, request: NodeRunRequest) {
-    this.#env = env;
+  /** `warm`: the sandbox was started before this job, with other rlimits, and waited in the pool. */
+  constructor(request: NodeRunRequest, sandbox: Sandbox, warm: boolean) {
     this.#request = request;
+    this.#sandbox = sandbox;
+    this.#warm = warm;
     this.#cpuLimitMs = request.cpuTimeMs ?? request.timeoutMs;
     this.#records = new JobRecords(
       this.#nonce,
@@ -114,161 +63,65 @@ export class SandboxJob {
     );
   }
 
-  async run(): Promise<NodeRunReply> {
-    const started = performance.now();
-    let staging: string;
+  /**
+   * Runs the job, then destroys the sandbox: the reply comes once no process of the sandbox is left
+   * (`Sandbox.stop`); removing its cgroups and staging directory (`Sandbox.destroy`, which the caller
+   * may await) goes on after. HAND_OFF_FAILED (warm only) means the job never started and may be run
+   * again in a fresh sandbox.
+   */
+  async run(extra: ExtraMetrics = {}): Promise<NodeRunReply | typeof HAND_OFF_FAILED> {
+    const sandbox = this.#sandbox;
     try {
-      staging = this.#stage();
-    } catch (error) {
-      return unavailable(`could not stage the job: ${describe(error)}`);
-    }
-    try {
-      const limits = this.#request.limits;
-      const maxTasks = SANDBOX_BASE_TASKS + TASKS_PER_NODE_PROCESS * (1 + limits.maxSubprocesses);
-      const memoryBytes = this.#request.memoryMb * MiB;
-      if (this.#env.cgroups.controllers.length > 0) {
-        try {
-          this.#cgroup = this.#env.cgroups.create({ memoryBytes, maxTasks });
-        } catch (error) {
-          return unavailable(`could not create the job's cgroup: ${describe(error)}`);
-        }
+      // For a cold start the sandbox already has the job's limits; a warm one gets them now, before
+      // anything of the job exists in it.
+      if (this.#warm && !(await sandbox.setLimits(handOffLimitsOf(this.#request)))) return HAND_OFF_FAILED;
+      // It may have died while it waited or while its limits were set: then nothing of the job is lost.
+      // (Unless the job was cancelled meanwhile: then it goes on to end as a cancelled cold start does.)
+      if (this.#warm && !sandbox.ready && !this.#killed) return HAND_OFF_FAILED;
+      // A cold start's clock runs from the spawn (start-up included), a warm one's from the hand-off.
+      const started = this.#warm ? performance.now() : sandbox.startedAt;
+      try {
+        sandbox.stageJob(this.#request.code);
+      } catch (error) {
+        return unavailable(`could not stage the job: ${describe(error)}`);
       }
-      const plan: SandboxPlan = {
-        tools: this.#env.tools,
-        nodeBinary: this.#env.nodeBinary,
-        harness: this.#env.harness,
-        staging,
-        cgroupDirs: this.#cgroup?.directories ?? [],
-        dropTo: this.#env.dropTo,
-        rlimits: {
-          openFiles: limits.maxFileDescriptors,
-          fileSize: limits.maxFileSize,
-          cpuSeconds: Math.ceil(this.#cpuLimitMs / 1000),
-          processes: this.#cgroup?.has("pids") ? undefined : NPROC_BACKSTOP,
-          addressSpace: this.#cgroup?.has("memory") ? undefined : memoryBytes + ADDRESS_SPACE_HEADROOM_BYTES,
-        },
-        writable: limits.writable.map((path) => ({ path, sizeBytes: this.#writableBytes() })),
-        heapMb: this.#request.memoryMb,
-        layout: this.#env.layout,
-      };
-      const exit = await this.#spawn(plan);
-      return await this.#report(exit, performance.now() - started);
-    } finally {
-      for (const timer of this.#timers) clearTimeout(timer);
-      await this.#cleanUp(staging);
-    }
-  }
-
-  /** A private host directory (job.js and any /workspace/<dir> mount points), bound read-only at /workspace. */
-  #stage(): string {
-    const staging = mkdtempSync(join(this.#env.stagingRoot, "cordon-node-"));
-    const job = join(staging, "job.js");
-    writeFileSync(job, this.#request.code, { mode: 0o400 });
-    const owned = [staging, job];
-    for (const path of this.#request.limits.writable) {
-      if (!path.startsWith(`${SANDBOX_WORKSPACE}/`)) continue;
-      const dir = join(staging, relative(SANDBOX_WORKSPACE, path));
-      mkdirSync(dir, { recursive: true });
-      owned.push(dir);
-    }
-    // The sandbox runs as an unprivileged uid when the host is root: it must be able to read its code.
-    if (this.#env.dropTo) for (const path of owned) chownSync(path, this.#env.dropTo.uid, this.#env.dropTo.gid);
-    return staging;
-  }
-
-  #writableBytes(): number {
-    const bytes = Math.floor(this.#request.memoryMb * MiB * WRITABLE_SHARE);
-    return bytes - (bytes % 4096);
-  }
-
-  #spawn(plan: SandboxPlan): Promise<Exit | "spawn-failed"> {
-    const { file, args, bwrapOptions } = sandboxCommand(plan);
-    // No environment at all and cwd "/": bwrap becomes pid 1 of the sandbox, and its /proc/1/environ is
-    // readable there (sh adds PWD).
-    const stdio: StdioOption[] = Array(OWN_DESCRIPTORS).fill("pipe");
-    const leaking = inheritableDescriptors(OWN_DESCRIPTORS);
-    const devNull = leaking.length > 0 ? openSync("/dev/null", "r") : undefined;
-    for (const fd of leaking) {
-      while (stdio.length < fd) stdio.push("ignore");
-      stdio[fd] = devNull;
-    }
-    let child: ChildProcess;
-    try {
-      child = spawn(file, args, { stdio, env: {}, cwd: "/", detached: true });
-    } finally {
-      if (devNull !== undefined) closeSync(devNull);
-    }
-    this.#child = child;
-    // Node types child.stdio as five entries; the first seven are our pipes (any overlays are null).
-    const streams = child.stdio.slice(0, OWN_DESCRIPTORS) as unknown as [
-      Writable,
-      Readable,
-      Readable,
-      Readable,
-      Writable,
-      Readable,
-      Writable,
-    ];
-    const [, stdout, stderr, records, setup, info, options] = streams;
-    for (const stream of streams) stream.on("error", () => undefined);
-    stdout.on("data", (chunk: Buffer) => this.#stdout.push(chunk));
-    stderr.on("data", (chunk: Buffer) => this.#stderr.push(chunk));
-    records.on("data", (chunk: Buffer) => this.#records.push(chunk));
-    this.#readInfo(info);
-    options.end(bwrapOptions);
-    setup.end(
-      JSON.stringify({
-        nonce: this.#nonce,
-        executionId: this.#request.executionId,
-        inputs: this.#request.inputs,
-        captureConsole: this.#request.captureConsole,
-        maxLogEntries: this.#request.maxLogEntries,
-        maxLogBytes: this.#request.maxLogBytes,
-        maxOutputBytes: this.#request.maxOutputBytes,
-      }),
-    );
-
-    this.#after(this.#request.timeoutMs, () => {
-      if (this.#records.done) return; // finished in time, only slow to exit: the exit grace handles that
-      this.#stop({
-        code: "SANDBOX_TIMEOUT",
-        limit: "timeoutMs",
-        message: `the job ran past its timeout of ${this.#request.timeoutMs} ms and was killed`,
-      });
-    });
-    const poll = setInterval(() => this.#poll(), POLL_MS);
-    this.#timers.push(poll);
-
-    return new Promise((resolve) => {
-      child.once("error", () => resolve("spawn-failed"));
-      child.once("exit", (code, signal) => {
-        clearInterval(poll);
-        // Background processes are dead with the pid namespace, so the pipes close promptly; if one
-        // somehow does not, it is cut rather than waited on.
-        const cut = setTimeout(() => streams.forEach((stream) => stream.destroy()), CLOSE_GRACE_MS);
-        child.once("close", () => {
-          clearTimeout(cut);
-          resolve({ code, signal });
+      sandbox.onRecords((chunk) => this.#records.push(chunk));
+      sandbox.sendSetup(
+        JSON.stringify({
+          nonce: this.#nonce,
+          executionId: this.#request.executionId,
+          inputs: this.#request.inputs,
+          captureConsole: this.#request.captureConsole,
+          maxLogEntries: this.#request.maxLogEntries,
+          maxLogBytes: this.#request.maxLogBytes,
+          maxOutputBytes: this.#request.maxOutputBytes,
+        }),
+      );
+      const remainingMs = Math.max(0, this.#request.timeoutMs - (performance.now() - started));
+      this.#after(remainingMs, () => {
+        if (this.#records.done) return; // finished in time, only slow to exit: the exit grace handles that
+        this.#stop({
+          code: "SANDBOX_TIMEOUT",
+          limit: "timeoutMs",
+          message: `the job ran past its timeout of ${this.#request.timeoutMs} ms and was killed`,
         });
       });
-    });
-  }
-
-  /** bwrap writes `{"child-pid": N, …}` on --info-fd once the sandbox's init exists. */
-  #readInfo(info: Readable): void {
-    let text = "";
-    info.on("data", (chunk: Buffer) => {
-      if (this.#initPid !== undefined || text.length > 4096) return;
-      text += chunk.toString("utf8");
-      const match = /"child-pid"\s*:\s*(\d+)/.exec(text);
-      if (match?.[1]) this.#initPid = Number(match[1]);
-    });
+      const poll = setInterval(() => this.#poll(), POLL_MS);
+      this.#timers.push(poll);
+      const exit = await sandbox.exited;
+      clearInterval(poll);
+      return this.#report(exit, performance.now() - started, extra);
+    } finally {
+      for (const timer of this.#timers) clearTimeout(timer);
+      await sandbox.stop();
+      void sandbox.destroy();
+    }
   }
 
   /** Every POLL_MS while the job runs; each check is a few reads of kernel pseudo-files. */
   #poll(): void {
     if (this.#killed || this.#records.done) return;
-    const cpuNs = this.#cgroup?.cpuNs();
+    const cpuNs = this.#sandbox.cgroup?.cpuNs();
     if (cpuNs !== undefined && cpuNs / 1e6 > this.#cpuLimitMs) {
       this.#stop(cpuLimit(this.#cpuLimitMs));
       return;
@@ -285,10 +138,12 @@ export class SandboxJob {
   #countProcesses(): void {
     const max = this.#request.limits.maxSubprocesses;
     let subprocesses: number;
-    if (this.#cgroup?.has("pids")) {
-      subprocesses = this.#cgroup.members().length - SANDBOX_BASE_TASKS - 1;
-    } else if (this.#initPid !== undefined) {
-      subprocesses = descendants(this.#initPid, max + 2) - 1;
+    const cgroup = this.#sandbox.cgroup;
+    const initPid = this.#sandbox.initPid;
+    if (cgroup?.has("pids")) {
+      subprocesses = cgroup.members().length - SANDBOX_BASE_TASKS - 1;
+    } else if (initPid !== undefined) {
+      subprocesses = descendants(initPid, max + 2) - 1;
     } else {
       return;
     }
@@ -301,11 +156,13 @@ export class SandboxJob {
    * could race or make expensive.
    */
   #countFiles(): void {
-    if (this.#initPid === undefined || this.#killed) return;
+    const initPid = this.#sandbox.initPid;
+    // Before the harness is up, statfs would see the host's own /tmp (and count its files against the job).
+    if (initPid === undefined || this.#killed || !this.#sandbox.harnessUp) return;
     let used = 0;
     for (const path of this.#request.limits.writable) {
       try {
-        const stats = statfsSync(`/proc/${this.#initPid}/root${path}`);
+        const stats = statfsSync(`/proc/${initPid}/root${path}`);
         used += Math.max(0, stats.files - stats.ffree - 1);
       } catch {
         return; // the sandbox is gone or going: keep the last count
@@ -325,7 +182,7 @@ export class SandboxJob {
   /** The harness has sent its last record: count files one final time, then let it exit. */
   #finish(): void {
     this.#countFiles();
-    this.#child?.stdin?.end();
+    this.#sandbox.closeStdin();
     this.#after(EXIT_GRACE_MS, () => this.#kill());
   }
 
@@ -343,31 +200,22 @@ export class SandboxJob {
   #kill(): void {
     if (this.#killed) return;
     this.#killed = true;
-    const pid = this.#child?.pid;
-    if (pid !== undefined) {
-      try {
-        // The spawned process leads its own group (detached): sh, setpriv, prlimit and bwrap exec in turn.
-        process.kill(-pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    void this.#cgroup?.killAll();
+    this.#sandbox.kill();
   }
 
   #after(ms: number, action: () => void): void {
     this.#timers.push(setTimeout(action, ms));
   }
 
-  async #report(exit: Exit | "spawn-failed", runMs: number): Promise<NodeRunReply> {
-    if (exit === "spawn-failed") return unavailable(`could not start ${this.#env.tools.sh}`);
-    const counters: CgroupCounters = this.#cgroup?.counters() ?? {
+  #report(exit: Exit | "spawn-failed", runMs: number, extra: ExtraMetrics): NodeRunReply {
+    if (exit === "spawn-failed") return unavailable("could not start the sandbox's first process (sh)");
+    const counters: CgroupCounters = this.#sandbox.cgroup?.counters() ?? {
       peakMemoryBytes: undefined,
       cpuNs: undefined,
       oomKills: 0,
       pidsRefused: 0,
     };
-    const stderr = this.#stderr.text();
+    const stderr = this.#sandbox.stderr.text();
     const limitHit = this.#classify(exit, counters, stderr);
     const records = this.#records;
     if (!records.ready && limitHit === null) {
@@ -385,7 +233,7 @@ export class SandboxJob {
         logs: records.logs,
         logBytes: records.logBytes,
         logsDropped: records.logsDropped,
-        stdout: this.#stdout.text(),
+        stdout: this.#sandbox.stdout.text(),
         stderr,
         metrics: {
           runMs: Math.round(runMs),
@@ -394,6 +242,7 @@ export class SandboxJob {
             counters.peakMemoryBytes !== undefined ? counters.peakMemoryBytes : (done?.maxRssKb ?? 0) * 1024,
           ),
           filesWritten: this.#files,
+          ...extra,
         },
         limitHit,
       },
@@ -425,7 +274,7 @@ export class SandboxJob {
     }
     const limits = this.#request.limits;
     const codes = this.#records.errorCodes;
-    if (counters.pidsRefused > 0 || (codes.has("EAGAIN") && !this.#cgroup?.has("pids"))) {
+    if (counters.pidsRefused > 0 || (codes.has("EAGAIN") && !this.#sandbox.cgroup?.has("pids"))) {
       return tooManyProcesses(limits.maxSubprocesses);
     }
     if (signal === "SIGXFSZ" || codes.has("EFBIG")) {
@@ -446,7 +295,7 @@ export class SandboxJob {
       return {
         code: "SANDBOX_MEMORY_LIMIT",
         limit: "limits.writable",
-        message: `a writable path is full: each holds at most ${this.#writableBytes()} bytes (half of memoryMb, and counted in it)`,
+        message: `a writable path is full: each holds at most ${writableBytes(this.#request.memoryMb)} bytes (half of memoryMb, and counted in it)`,
       };
     }
     if (codes.has("EROFS")) {
@@ -457,15 +306,6 @@ export class SandboxJob {
       };
     }
     return null;
-  }
-
-  async #cleanUp(staging: string): Promise<void> {
-    if (this.#cgroup) {
-      // The pid namespace is gone by now; anything still listed is killed before the group is removed.
-      if (this.#cgroup.members().length > 0) await this.#cgroup.killAll();
-      await this.#cgroup.remove();
-    }
-    rmSync(staging, { recursive: true, force: true });
   }
 }
 

@@ -1,36 +1,77 @@
 /**
  * `node` jobs in bubblewrap sandboxes, against the real kernel: every limit here is expected to be
- * enforced by a namespace, a cgroup or an rlimit, and reported as the right `limitHit`.
+ * enforced by a namespace, a cgroup or an rlimit, and reported as the right `limitHit`, whether the job
+ * started its sandbox (cold) or was handed a warm one that had been started with looser limits.
  *
  * Most tests drive a NodeRunner directly (starting the whole host also starts the edge runner pool);
- * the route itself, with its auth and validation, is tested once through startHost.
+ * the route itself, with its auth and validation, is tested once through startHost. The package tests
+ * install from the npm registry.
  */
 import { createServer, type Server } from "node:net";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHost, type RunningHost } from "../main.ts";
 import { inheritableDescriptors } from "../node/descriptors.ts";
 import { NodeRunner } from "../node/node-runner.ts";
-import { NodeRunRequest, type NodeRunReport } from "../node/protocol.ts";
+import { NodeRunReplySchema, NodeRunRequest, type NodeRunReply, type NodeRunReport } from "../node/protocol.ts";
+import { closeNodeRunner } from "../node/route.ts";
 import type { z } from "zod";
 
 type RequestInput = z.input<typeof NodeRunRequest>;
+type Mode = "cold" | "warm";
 
-const runner = new NodeRunner();
+const runner = new NodeRunner({ warmPerCordon: 0 });
+const warmRunner = new NodeRunner({ warmPerCordon: 1 });
+/** Every runner a test makes, closed (warm sandboxes destroyed) before the leftover checks. */
+const runners: NodeRunner[] = [runner, warmRunner];
 
-async function run(code: string, overrides: Partial<RequestInput> = {}): Promise<NodeRunReport> {
-  const request = NodeRunRequest.parse({
+function request(code: string, overrides: Partial<RequestInput> = {}): NodeRunRequest {
+  return NodeRunRequest.parse({
     executionId: `test-${randomBytes(4).toString("hex")}`,
     code,
     inputs: [null],
     timeoutMs: 10_000,
     ...overrides,
   });
-  const reply = await runner.run(request);
-  if (!reply.ok) throw new Error(`the sandbox did not run: ${reply.error.code}: ${reply.error.message}`);
-  return reply.report;
 }
+
+/** The reply, checked against the schema the dispatcher parses it with. */
+async function reply(on: NodeRunner, job: NodeRunRequest): Promise<NodeRunReply> {
+  const answer = await on.run(job);
+  expect(NodeRunReplySchema.safeParse(answer).success).toBe(true);
+  return answer;
+}
+
+function report(answer: NodeRunReply): NodeRunReport {
+  if (!answer.ok) throw new Error(`the sandbox did not run: ${answer.error.code}: ${answer.error.message}`);
+  return answer.report;
+}
+
+/**
+ * A warm sandbox for this job's shape, started with looser rlimits and pids.max than the job's, so
+ * the job's own limits must be set at hand-off for any limit test to pass.
+ */
+async function prewarmLoosely(on: NodeRunner, job: NodeRunRequest): Promise<void> {
+  const loose = NodeRunRequest.parse({
+    ...job,
+    cpuTimeMs: 120_000,
+    limits: { ...job.limits, maxFileDescriptors: 4096, maxFileSize: 256 * 1024 * 1024, maxSubprocesses: 16 },
+  });
+  expect(await on.prewarm(loose)).toBe(true);
+}
+
+async function runIn(mode: Mode, code: string, overrides: Partial<RequestInput> = {}): Promise<NodeRunReport> {
+  const job = request(code, overrides);
+  if (mode === "warm") await prewarmLoosely(warmRunner, job);
+  const result = report(await reply(mode === "warm" ? warmRunner : runner, job));
+  expect(result.metrics.coldStart).toBe(mode === "cold");
+  return result;
+}
+
+const run = (code: string, overrides: Partial<RequestInput> = {}) => runIn("cold", code, overrides);
 
 function output(report: NodeRunReport, index = 0): unknown {
   const call = report.calls[index];
@@ -52,19 +93,32 @@ function hostProcesses(marker: string): number[] {
   return found;
 }
 
+/** Polls until `check` holds (a pool refills in the background); fails the test past `timeoutMs`. */
+async function eventually(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error("timed out waiting for a condition");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 const PIDS_GROUPS = "/sys/fs/cgroup/pids/cordon-node";
 const jobGroups = () =>
   existsSync(PIDS_GROUPS) ? readdirSync(PIDS_GROUPS).filter((name) => name.startsWith("job-")) : [];
 let groupsBefore: string[] = [];
+let harnessesBefore: number[] = [];
 
 beforeAll(() => {
   // A clear failure beats twenty confusing ones.
   if (!runner.status.available) throw new Error(`node sandbox unavailable: ${runner.status.problem}`);
   groupsBefore = jobGroups();
+  harnessesBefore = hostProcesses("/opt/cordon/harness.mjs");
 });
 
-afterAll(() => {
-  expect(hostProcesses("/opt/cordon/harness.mjs")).toEqual([]);
+afterAll(async () => {
+  await Promise.all(runners.map((each) => each.close()));
+  // Only this suite's sandboxes count: other hosts on the machine (a dev server) may run their own.
+  expect(hostProcesses("/opt/cordon/harness.mjs").filter((pid) => !harnessesBefore.includes(pid))).toEqual([]);
   // Every job's cgroup is removed once its report is built.
   expect(jobGroups().filter((name) => !groupsBefore.includes(name))).toEqual([]);
 });
@@ -165,7 +219,9 @@ describe("node jobs: console and output streams", () => {
   });
 });
 
-describe("node jobs: limits enforced by the kernel", () => {
+describe.each(["cold", "warm"] as const)("node jobs: limits enforced by the kernel (%s start)", (mode) => {
+  const run = (code: string, overrides: Partial<RequestInput> = {}) => runIn(mode, code, overrides);
+
   it("stops a fork bomb at maxSubprocesses and leaves no process behind", async () => {
     const marker = `cordon-fork-bomb-${randomBytes(4).toString("hex")}`;
     const bomb = `/* ${marker} */ const cp = require("child_process"); const me = process.argv[1];
@@ -401,14 +457,15 @@ describe("node jobs: isolation", () => {
   });
 });
 
-describe("node jobs without cgroups (the rlimit fallbacks)", () => {
-  const fallback = new NodeRunner({ cgroups: false });
+describe.each(["cold", "warm"] as const)("node jobs without cgroups (the rlimit fallbacks, %s start)", (mode) => {
+  const fallback = new NodeRunner({ cgroups: false, warmPerCordon: mode === "warm" ? 1 : 0 });
+  runners.push(fallback);
   const runWithout = async (code: string, overrides: Partial<RequestInput> = {}) => {
-    const reply = await fallback.run(
-      NodeRunRequest.parse({ executionId: "fallback", code, inputs: [null], timeoutMs: 10_000, ...overrides }),
-    );
-    if (!reply.ok) throw new Error(`the sandbox did not run: ${reply.error.message}`);
-    return reply.report;
+    const job = request(code, overrides);
+    if (mode === "warm") await prewarmLoosely(fallback, job);
+    const result = report(await reply(fallback, job));
+    expect(result.metrics.coldStart).toBe(mode === "cold");
+    return result;
   };
 
   it("still runs a job", async () => {
@@ -445,6 +502,335 @@ describe("node jobs without cgroups (the rlimit fallbacks)", () => {
   });
 });
 
+describe("node jobs: the warm pool", () => {
+  const echo = "module.exports = async (c) => c.input";
+  const pooled = (options: ConstructorParameters<typeof NodeRunner>[0] = {}) => {
+    const made = new NodeRunner({ warmPerCordon: 1, ...options });
+    runners.push(made);
+    return made;
+  };
+
+  it("hands a job a warm sandbox, then refills the pool after the reply", async () => {
+    const pool = pooled();
+    const job = request(echo, { inputs: [7] });
+    expect(await pool.prewarm(job)).toBe(true);
+    expect(pool.status.warm?.cordons.high).toEqual({ ready: 1, starting: 0 });
+
+    const first = report(await reply(pool, job));
+    expect(first.metrics.coldStart).toBe(false);
+    expect(output(first)).toBe(7);
+    await eventually(() => pool.status.warm?.cordons.high.ready === 1);
+
+    const second = report(await reply(pool, request(echo, { inputs: [8] })));
+    expect(second.metrics.coldStart).toBe(false);
+    expect(output(second)).toBe(8);
+    expect(pool.status.warm).toMatchObject({ hits: 2, misses: 0 });
+  });
+
+  it("never hands a sandbox to a second job", async () => {
+    const pool = pooled();
+    const code = `const fs = require("fs");
+      module.exports = async (c) => {
+        const before = { global: globalThis.cordonLeak ?? null, file: fs.existsSync("/tmp/leak") };
+        globalThis.cordonLeak = c.input;
+        fs.writeFileSync("/tmp/leak", String(c.input));
+        return before;
+      }`;
+    expect(await pool.prewarm(request(code))).toBe(true);
+    for (const input of [1, 2, 3]) {
+      await eventually(() => pool.status.warm?.cordons.high.ready === 1);
+      const result = report(await reply(pool, request(code, { inputs: [input] })));
+      expect(result.metrics.coldStart).toBe(false);
+      // Nothing of the job before: neither its globals nor its files.
+      expect(output(result)).toEqual({ global: null, file: false });
+    }
+    await eventually(() => pool.status.warm?.cordons.high.ready === 1);
+    const warm = pool.status.warm;
+    if (!warm) throw new Error("no pool");
+    // Every sandbox ever started served one job, was discarded, or still waits: none served two.
+    const waiting = Object.values(warm.cordons).reduce((sum, each) => sum + each.ready + each.starting, 0);
+    expect(warm.hits).toBe(3);
+    expect(warm.started).toBe(warm.hits + warm.discarded + waiting);
+  });
+
+  it("falls back to cold starts under a burst instead of waiting for refills", async () => {
+    const pool = pooled();
+    expect(await pool.prewarm(request(echo))).toBe(true);
+    const burst = await Promise.all([1, 2, 3, 4].map((input) => reply(pool, request(echo, { inputs: [input] }))));
+    const starts = burst.map((each) => report(each).metrics.coldStart);
+    expect(starts.filter((cold) => cold === false)).toHaveLength(1);
+    expect(starts.filter((cold) => cold === true)).toHaveLength(3);
+    expect(burst.map((each) => output(report(each)))).toEqual([1, 2, 3, 4]);
+  });
+
+  it("keeps cordons apart, and a cordon follows the shape of its latest job", async () => {
+    const pool = pooled();
+    expect(await pool.prewarm(request(echo))).toBe(true);
+    const untrusted = report(await reply(pool, request(echo, { cordon: "untrusted", tenantId: "t-1" })));
+    expect(untrusted.metrics.coldStart).toBe(true);
+    expect(pool.status.warm?.cordons.high).toEqual({ ready: 1, starting: 0 });
+
+    // Another shape (memoryMb is fixed when a sandbox starts) cannot use the waiting sandbox.
+    const bigger = report(await reply(pool, request(echo, { memoryMb: 256 })));
+    expect(bigger.metrics.coldStart).toBe(true);
+    await eventually(() => pool.status.warm?.cordons.high.ready === 1);
+    const again = report(await reply(pool, request(echo, { memoryMb: 256 })));
+    expect(again.metrics.coldStart).toBe(false);
+  });
+
+  it("starts cold when a job needs more than its warm sandbox has, and refills with that much", async () => {
+    const pool = pooled();
+    const code = `const fs = require("fs");
+      module.exports = async (c) => { const fds = []; for (let i = 0; i < c.input; i++) fds.push(fs.openSync("/dev/null", "r")); return fds.length }`;
+    expect(await pool.prewarm(request(code, { limits: { maxFileDescriptors: 64 } }))).toBe(true);
+    // A hand-off may lower an rlimit, never raise one: this job gets a fresh sandbox.
+    const more = report(await reply(pool, request(code, { inputs: [500], limits: { maxFileDescriptors: 1024 } })));
+    expect(more.metrics.coldStart).toBe(true);
+    expect(output(more)).toBe(500);
+    await eventually(() => pool.status.warm?.cordons.high.ready === 1);
+    // The refill started with 1024 descriptors; a job allowed fewer gets them lowered at hand-off.
+    const fewer = report(await reply(pool, request(code, { inputs: [500], limits: { maxFileDescriptors: 64 } })));
+    expect(fewer.metrics.coldStart).toBe(false);
+    expect(fewer.calls[0]).toMatchObject({ ok: false, error: { message: expect.stringContaining("EMFILE") } });
+    await eventually(() => pool.status.warm?.cordons.high.ready === 1);
+    const again = report(await reply(pool, request(code, { inputs: [500], limits: { maxFileDescriptors: 1024 } })));
+    expect(again.metrics.coldStart).toBe(false);
+    expect(output(again)).toBe(500);
+  });
+
+  it("starts every job cold when the pool is disabled", async () => {
+    const pool = pooled({ warmPerCordon: 0 });
+    expect(await pool.prewarm(request(echo))).toBe(false);
+    for (const input of [1, 2]) {
+      const result = report(await reply(pool, request(echo, { inputs: [input] })));
+      expect(result.metrics.coldStart).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(pool.status.warm).toMatchObject({ perCordon: 0, hits: 0, started: 0 });
+  });
+});
+
+describe("node jobs: npm packages", () => {
+  const INSTALL_TIMEOUT_MS = 120_000;
+  const cacheRoot = mkdtempSync(join(tmpdir(), "cordon-packages-test-"));
+  // npm and the jobs run as the sandbox uid: they must be able to traverse to the cache (mkdtemp is 0700).
+  chmodSync(cacheRoot, 0o711);
+  const withPackages = new NodeRunner({ warmPerCordon: 1, packageCacheRoot: join(cacheRoot, "main") });
+  runners.push(withPackages);
+
+  afterAll(() => rmSync(cacheRoot, { recursive: true, force: true }));
+
+  it("refuses anything but name@exact-version in the schema", () => {
+    const base = { executionId: "x", code: "1", inputs: [1], timeoutMs: 1000 };
+    const valid = (packages: unknown, limits?: unknown) =>
+      NodeRunRequest.safeParse({ ...base, packages, ...(limits ? { limits } : {}) }).success;
+    for (const spec of ["lodash@4.17.21", "@types/node@20.1.0", "left-pad@1.3.0-beta.1", "JSONStream@1.3.5"]) {
+      expect([spec, valid([spec])]).toEqual([spec, true]);
+    }
+    for (const spec of [
+      "lodash",
+      "lodash@^4.17.21",
+      "lodash@~4.17.0",
+      "lodash@4.x",
+      "lodash@latest",
+      "lodash@4.17.21 || 5",
+      "lodash@1.0.0+build.1",
+      "lodash@01.2.3",
+      "https://registry.npmjs.org/lodash/-/lodash-4.17.21.tgz",
+      "git+https://github.com/lodash/lodash.git",
+      "github:lodash/lodash",
+      "file:../lodash",
+      "lodash@file:../lodash",
+      "lodash@npm:other@1.0.0",
+      "../lodash@1.0.0",
+      ".hidden@1.0.0",
+      "@scope@1.0.0",
+      "a/b@1.0.0",
+    ]) {
+      expect([spec, valid([spec])]).toEqual([spec, false]);
+    }
+    expect(valid(["lodash@4.17.21", "lodash@4.17.20"])).toBe(false);
+    expect(valid(Array.from({ length: 21 }, (_, i) => `p${i}@1.0.0`))).toBe(false);
+    expect(valid(["lodash@4.17.21"], { writable: ["/workspace/node_modules"] })).toBe(false);
+  });
+
+  it(
+    "installs a set once: require and import both work, and the next job's set is a cache hit",
+    async () => {
+      const before = withPackages.status.packages?.installs ?? 0;
+      const first = report(
+        await reply(
+          withPackages,
+          request("const _ = require('lodash'); module.exports = async () => _.chunk([1, 2, 3, 4], 2)", {
+            packages: ["lodash@4.17.21"],
+          }),
+        ),
+      );
+      expect(output(first)).toEqual([
+        [1, 2],
+        [3, 4],
+      ]);
+      expect(first.metrics).toMatchObject({ packageCache: "miss", installMs: expect.any(Number) });
+
+      const second = report(
+        await reply(
+          withPackages,
+          request("import _ from 'lodash';\nexport default async () => _.VERSION", { packages: ["lodash@4.17.21"] }),
+        ),
+      );
+      expect(output(second)).toBe("4.17.21");
+      expect(second.metrics.packageCache).toBe("hit");
+      expect(withPackages.status.packages?.installs).toBe(before + 1);
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "shares one install between concurrent jobs that want the same set",
+    async () => {
+      const before = withPackages.status.packages?.installs ?? 0;
+      const code = "const isNumber = require('is-number'); module.exports = async (c) => isNumber(c.input)";
+      const replies = await Promise.all(
+        ["5", "x"].map((input) =>
+          reply(withPackages, request(code, { inputs: [input], packages: ["is-number@7.0.0"] })),
+        ),
+      );
+      expect(replies.map((each) => output(report(each)))).toEqual([true, false]);
+      expect(replies.map((each) => report(each).metrics.packageCache).sort()).toEqual(["miss", "shared"]);
+      expect(withPackages.status.packages?.installs).toBe(before + 1);
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "does not run install scripts",
+    async () => {
+      // esbuild's postinstall replaces its JavaScript launcher bin/esbuild with the native binary.
+      const result = report(
+        await reply(
+          withPackages,
+          request(
+            `const fs = require("fs");
+             module.exports = async () => ({
+               postinstall: JSON.parse(fs.readFileSync("/workspace/node_modules/esbuild/package.json", "utf8")).scripts?.postinstall ?? null,
+               launcher: fs.readFileSync("/workspace/node_modules/esbuild/bin/esbuild").subarray(0, 2).toString("latin1"),
+             })`,
+            { packages: ["esbuild@0.28.2"] },
+          ),
+        ),
+      );
+      expect(output(result)).toEqual({ postinstall: "node install.js", launcher: "#!" });
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "mounts node_modules read-only: the job cannot change it",
+    async () => {
+      const code = `const fs = require("fs");
+        const dir = "/workspace/node_modules";
+        // Node's recursive rmSync reports EROFS with an empty code, hence the message.
+        const attempt = (action) => { try { action(); return "done" } catch (e) { return e.code || e.message } };
+        module.exports = async () => ({
+          overwrite: attempt(() => fs.writeFileSync(dir + "/lodash/lodash.js", "module.exports = 'evil'")),
+          append: attempt(() => fs.appendFileSync(dir + "/lodash/package.json", "x")),
+          create: attempt(() => fs.writeFileSync(dir + "/evil.js", "x")),
+          mkdir: attempt(() => fs.mkdirSync(dir + "/evil")),
+          unlink: attempt(() => fs.unlinkSync(dir + "/lodash/package.json")),
+          rename: attempt(() => fs.renameSync(dir + "/lodash", dir + "/moved")),
+          chmod: attempt(() => fs.chmodSync(dir + "/lodash/lodash.js", 0o777)),
+          symlink: attempt(() => fs.symlinkSync("/tmp", dir + "/link")),
+          rmdir: attempt(() => fs.rmSync(dir + "/lodash", { recursive: true })),
+          version: require("lodash").VERSION,
+        })`;
+      const result = report(await reply(withPackages, request(code, { packages: ["lodash@4.17.21"] })));
+      const outcome = output(result) as Record<string, string>;
+      expect(outcome.version).toBe("4.17.21");
+      for (const [action, code] of Object.entries(outcome)) {
+        if (action === "version") continue;
+        expect([action, code]).toEqual([action, expect.stringMatching(/^(EROFS|EACCES|EPERM)$|Read-only file system/)]);
+      }
+      const after = report(
+        await reply(
+          withPackages,
+          request("module.exports = async () => typeof require('lodash').chunk", { packages: ["lodash@4.17.21"] }),
+        ),
+      );
+      expect(output(after)).toBe("function");
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "hands a warm sandbox that carries the job's packages",
+    async () => {
+      const job = request("module.exports = async () => require('lodash').VERSION", { packages: ["lodash@4.17.21"] });
+      expect(await withPackages.prewarm(job)).toBe(true);
+      const result = report(await reply(withPackages, job));
+      expect(result.metrics).toMatchObject({ coldStart: false, packageCache: "hit" });
+      expect(output(result)).toBe("4.17.21");
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "answers a version the registry does not have with an install error",
+    async () => {
+      const answer = await reply(
+        withPackages,
+        request("module.exports = async () => 1", { packages: ["lodash@99.0.0"] }),
+      );
+      expect(answer).toMatchObject({
+        ok: false,
+        error: {
+          code: "SANDBOX_UNAVAILABLE",
+          message: expect.stringContaining("could not install packages"),
+          installError: { reason: "not-found", detail: expect.stringContaining("lodash@99.0.0") },
+        },
+      });
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "bounds an install in time and the cache in size (least recently used sets go first)",
+    async () => {
+      const slow = new NodeRunner({ warmPerCordon: 0, packageCacheRoot: join(cacheRoot, "slow"), installTimeoutMs: 1 });
+      const small = new NodeRunner({
+        warmPerCordon: 0,
+        packageCacheRoot: join(cacheRoot, "small"),
+        packageCacheMaxBytes: 8 * 1024 * 1024,
+      });
+      const tiny = new NodeRunner({
+        warmPerCordon: 0,
+        packageCacheRoot: join(cacheRoot, "tiny"),
+        packageCacheMaxBytes: 1024 * 1024,
+      });
+      runners.push(slow, small, tiny);
+      const version = "module.exports = async () => require('lodash').VERSION";
+
+      const timedOut = await reply(slow, request(version, { packages: ["lodash@4.17.21"] }));
+      expect(timedOut).toMatchObject({ ok: false, error: { installError: { reason: "timeout" } } });
+
+      const tooLarge = await reply(tiny, request(version, { packages: ["lodash@4.17.21"] }));
+      expect(tooLarge).toMatchObject({ ok: false, error: { installError: { reason: "too-large" } } });
+
+      // Each lodash is ~5 MiB: the second set pushes the first (least recently used) out.
+      for (const spec of ["lodash@4.17.21", "lodash@4.17.20"]) {
+        const result = report(await reply(small, request(version, { packages: [spec] })));
+        expect(result.metrics.packageCache).toBe("miss");
+      }
+      expect(small.status.packages?.entries).toBe(1);
+      const again = report(await reply(small, request(version, { packages: ["lodash@4.17.20"] })));
+      expect(again.metrics.packageCache).toBe("hit");
+      const evicted = report(await reply(small, request(version, { packages: ["lodash@4.17.21"] })));
+      expect(evicted.metrics.packageCache).toBe("miss");
+      expect(output(evicted)).toBe("4.17.21");
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+});
+
 describe("node jobs: availability", () => {
   it("says how to install bubblewrap when it is missing", async () => {
     const missing = new NodeRunner({ toolPath: "/nonexistent" });
@@ -466,6 +852,7 @@ describe("POST /v1/node/run", () => {
 
   afterAll(async () => {
     await host.close();
+    await closeNodeRunner();
   });
 
   const post = (body: unknown, auth = `Bearer ${token}`) =>
@@ -484,6 +871,20 @@ describe("POST /v1/node/run", () => {
     const response = await post({ executionId: "x", code: "", inputs: [], timeoutMs: -1 });
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: expect.stringContaining("invalid request") });
+  });
+
+  it("refuses a package spec that is not name@exact-version", async () => {
+    for (const spec of ["lodash@^4.17.21", "lodash", "git+https://example.com/x.git", "lodash@latest"]) {
+      const response = await post({
+        executionId: "x",
+        code: "module.exports = async () => 1",
+        inputs: [null],
+        timeoutMs: 5_000,
+        packages: [spec],
+      });
+      expect([spec, response.status]).toEqual([spec, 400]);
+      expect(await response.json()).toMatchObject({ error: expect.stringContaining("packages") });
+    }
   });
 
   it("runs a job and answers 200 with its report", async () => {

@@ -20,7 +20,7 @@ import { nodeHomeFor } from "../node/select-home";
 import { edgeRunnerFor } from "../edge/select-runner";
 import { ExecutionResult, type ExecutionProgress, type ExecutionRequest } from "../schemas";
 import { releaseLease, type Lease } from "../service/admission";
-import { deleteExecution, saveExecution, sha256Hex } from "../store/executions";
+import { deleteExecution, readStoredResult, saveExecution, sha256Hex } from "../store/executions";
 
 /** What the dispatcher hands the tracker: everything needed to run the job and record it. */
 export interface JobTicket {
@@ -97,7 +97,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
         found: true,
         tenantId: row.tenant_id,
         finished: true,
-        result: ExecutionResult.parse(JSON.parse(row.result_json)),
+        result: readStoredResult(row.result_json),
       };
     }
     return {
@@ -134,8 +134,11 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       ticket,
       await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
     );
-    if (ticket.prepared.runtime === "node") await nodeHomeFor(this.env).cancel(ticket.prepared.executionId);
-    else await edgeRunnerFor(this.env, this.ctx.exports).cancel(ticket.prepared.executionId);
+    if (ticket.prepared.runtime === "node") {
+      await nodeHomeFor(this.env, ticket.prepared.trustLevel, (promise) => this.ctx.waitUntil(promise)).cancel(
+        ticket.prepared.executionId,
+      );
+    } else await edgeRunnerFor(this.env, this.ctx.exports).cancel(ticket.prepared.executionId);
     return this.#state();
   }
 
@@ -184,7 +187,10 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
 
   async #runOnItsHome({ job, prepared, tenantId, acceptedAt }: JobTicket): Promise<ExecutionResult> {
     if (prepared.runtime === "node") {
-      const [reply, codeSha256] = await Promise.all([nodeHomeFor(this.env).run(prepared.request), sha256Hex(job.code)]);
+      const [reply, codeSha256] = await Promise.all([
+        nodeHomeFor(this.env, prepared.trustLevel, (promise) => this.ctx.waitUntil(promise)).run(prepared.request),
+        sha256Hex(job.code),
+      ]);
       const record = {
         id: prepared.executionId,
         tenantId,

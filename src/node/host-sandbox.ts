@@ -3,20 +3,15 @@
  * Never throws: an unreachable or silent host is SANDBOX_UNAVAILABLE; a malformed reply is refused.
  */
 import type { z } from "zod";
-import { NodeRunReplySchema, type NodeRunRequest } from "./protocol";
+import type { NodeSandbox } from "./node-sandbox";
+import { NodeRunReplySchema } from "./protocol";
 
 type NodeRunReply = z.infer<typeof NodeRunReplySchema>;
 
 /** The host answers within the job's timeout plus its own start-up and clean-up; past this, it is stuck. */
 const HOST_MARGIN_MS = 10_000;
 
-export interface NodeHome {
-  run(request: NodeRunRequest): Promise<NodeRunReply>;
-  /** Kills the job's processes where this home can (best effort; never throws). */
-  cancel(executionId: string): Promise<void>;
-}
-
-export function hostNodeSandbox(baseUrl: string, token: string): NodeHome {
+export function hostNodeSandbox(baseUrl: string, token: string): NodeSandbox {
   const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
   return {
     async run(request) {

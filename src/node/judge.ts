@@ -21,9 +21,11 @@ export function judgeNode(
   const duration = record.finishedAt.getTime() - record.createdAt.getTime();
   const base = resultBase(record, job, prepared);
   if (!reply.ok) {
+    // Packages that could not be installed say why (e.g. not-found: a version that does not exist).
+    const detail = reply.error.installError ? { installError: reply.error.installError } : {};
     return {
       ...base,
-      ...failure(reply.error.code, reply.error.message),
+      ...failure(reply.error.code, reply.error.message, detail),
       logs: [],
       logsTruncated: false,
       metrics: emptyMetrics(duration),
@@ -42,7 +44,7 @@ export function judgeNode(
       cpuTime: report.metrics.cpuTimeMs,
       memory: report.metrics.peakMemoryMb,
       filesWritten: report.metrics.filesWritten,
-      coldStart: true,
+      coldStart: report.metrics.coldStart ?? true,
       logBytes: report.logBytes,
       logsDropped: report.logsDropped,
       outputBytes: report.calls.reduce((sum, call) => sum + (call.ok ? call.outputJson.length : 0), 0),

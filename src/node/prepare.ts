@@ -21,7 +21,7 @@ export interface PreparedNodeJob {
 
 export function prepareNodeJob(
   job: ExecutionRequest,
-  identity: { executionId: string; trustLevel: TrustLevel },
+  identity: { executionId: string; trustLevel: TrustLevel; tenantId: string },
 ): PreparedNodeJob {
   const problems = checkNodeCode(job.code, new Set(CORDONS[identity.trustLevel].refusedConstructs));
   if (problems.syntax) {
@@ -53,6 +53,9 @@ export function prepareNodeJob(
     limits,
     request: {
       executionId: identity.executionId,
+      cordon: identity.trustLevel === "untrusted" ? undefined : identity.trustLevel,
+      tenantId: identity.tenantId,
+      ...(job.packages?.length ? { packages: job.packages } : {}),
       code: job.code,
       inputs: job.test ? job.test.cases.map((testCase) => testCase.input) : [job.input ?? null],
       timeoutMs: limits.timeoutMs,

@@ -50,7 +50,36 @@ export const SandboxLimits = z.object({
 });
 export type SandboxLimits = z.infer<typeof SandboxLimits>;
 
-export const NodeRunRequest = z.object({
+/** The trust cordons (as in src/policy/trust.ts); a node home keeps its warm sandboxes apart per cordon. */
+export const NODE_CORDONS = ["high", "medium", "low", "untrusted"] as const;
+export type NodeCordon = (typeof NODE_CORDONS)[number];
+
+/** Where the installed packages appear in the sandbox (read-only); Node resolves bare imports from here. */
+export const PACKAGES_MOUNT = "/workspace/node_modules";
+/** npm's limit for a package name, scope included. */
+const MAX_PACKAGE_NAME_CHARS = 214;
+/**
+ * `name@exact-version` and nothing else npm would also accept (a range, a dist-tag, an alias, a URL, a
+ * git or file spec, build metadata): what gets installed must be exactly what was asked for. Uppercase
+ * is allowed because some old, still popular packages have it in their names (e.g. JSONStream).
+ */
+const PACKAGE_SPEC =
+  /^((?:@[A-Za-z0-9][A-Za-z0-9._-]*\/)?[A-Za-z0-9][A-Za-z0-9._-]*)@(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
+
+/** The package name of a spec that passed PACKAGE_SPEC. */
+export function packageName(spec: string): string {
+  return spec.slice(0, spec.lastIndexOf("@"));
+}
+
+const PackageSpec = z
+  .string()
+  .max(MAX_PACKAGE_NAME_CHARS + 64)
+  .refine((spec) => PACKAGE_SPEC.test(spec) && packageName(spec).length <= MAX_PACKAGE_NAME_CHARS, {
+    message: "must be name@exact-version (e.g. lodash@4.17.21 or @scope/name@1.2.3-beta.1): no ranges, tags, URLs",
+  });
+
+/** The request's fields; NodeRunRequest adds the checks that involve more than one of them. */
+const NodeRunRequestFields = z.object({
   executionId: z.string().min(1).max(128),
   code: z
     .string()
@@ -77,7 +106,32 @@ export const NodeRunRequest = z.object({
     .max(16 * MiB)
     .default(1 * MiB),
   limits: SandboxLimits.default(SandboxLimits.parse({})),
+  /**
+   * npm packages, installed by the home outside the sandbox with install scripts disabled, and mounted
+   * read-only at PACKAGES_MOUNT. Each name at most once.
+   */
+  packages: z
+    .array(PackageSpec)
+    .max(20)
+    .refine((specs) => new Set(specs.map(packageName)).size === specs.length, {
+      message: "must not name a package twice",
+    })
+    .optional(),
+  /** The job's trust cordon; warm sandboxes are never shared between cordons. The home's default is "high". */
+  cordon: z.enum(NODE_CORDONS).optional(),
+  /** Who the job belongs to (for the home's bookkeeping; a sandbox never serves two jobs either way). */
+  tenantId: z.string().min(1).max(128).optional(),
 });
+
+export const NodeRunRequest = NodeRunRequestFields.refine(
+  (request) =>
+    !request.packages?.length ||
+    !request.limits.writable.some((path) => path === PACKAGES_MOUNT || path.startsWith(`${PACKAGES_MOUNT}/`)),
+  {
+    message: `limits.writable may not be ${PACKAGES_MOUNT} or inside it when packages are installed`,
+    path: ["limits"],
+  },
+);
 export type NodeRunRequest = z.infer<typeof NodeRunRequest>;
 
 export interface ErrorInfo {
@@ -106,11 +160,41 @@ export interface LimitHit {
   message: string;
 }
 
+/** hit: the set was installed already; miss: this job's request installed it; shared: joined an install in flight. */
+export type PackageCacheOutcome = "hit" | "miss" | "shared";
+
 export interface NodeRunMetrics {
   runMs: number;
   cpuTimeMs: number;
   peakMemoryMb: number;
   filesWritten: number;
+  /** false when the job was handed a pre-started (warm) sandbox. Absent from homes without a pool. */
+  coldStart?: boolean;
+  /** Only with packages: how long the job waited for them, ms (≈ 0 on a cache hit). */
+  installMs?: number;
+  packageCache?: PackageCacheOutcome;
+}
+
+/**
+ * Why the packages could not be installed (with `ok: false`, code SANDBOX_UNAVAILABLE). not-found: a
+ * name or version the registry does not have (the caller's mistake); registry: the registry could not be
+ * reached or answered an error; timeout: the install ran past the home's bound; too-large: the installed
+ * tree is bigger than the home's cache; unavailable: the home cannot install (no npm); failed: anything else.
+ */
+export const INSTALL_ERROR_REASONS = [
+  "not-found",
+  "registry",
+  "timeout",
+  "too-large",
+  "unavailable",
+  "failed",
+] as const;
+export type InstallErrorReason = (typeof INSTALL_ERROR_REASONS)[number];
+
+export interface InstallError {
+  reason: InstallErrorReason;
+  /** npm's error code and the spec it named, when it said (never npm's raw output). */
+  detail: string;
 }
 
 export interface NodeRunReport {
@@ -125,7 +209,8 @@ export interface NodeRunReport {
 }
 
 export type NodeRunReply =
-  { ok: true; report: NodeRunReport } | { ok: false; error: { code: "SANDBOX_UNAVAILABLE"; message: string } };
+  | { ok: true; report: NodeRunReport }
+  | { ok: false; error: { code: "SANDBOX_UNAVAILABLE"; message: string; installError?: InstallError } };
 
 const ErrorInfoSchema = z.object({ name: z.string(), message: z.string(), stack: z.string() });
 
@@ -156,6 +241,9 @@ export const NodeRunReplySchema = z.discriminatedUnion("ok", [
         cpuTimeMs: z.number(),
         peakMemoryMb: z.number(),
         filesWritten: z.number(),
+        coldStart: z.boolean().optional(),
+        installMs: z.number().optional(),
+        packageCache: z.enum(["hit", "miss", "shared"]).optional(),
       }),
       limitHit: z
         .object({
@@ -166,5 +254,17 @@ export const NodeRunReplySchema = z.discriminatedUnion("ok", [
         .nullable(),
     }),
   }),
-  z.object({ ok: z.literal(false), error: z.object({ code: z.literal("SANDBOX_UNAVAILABLE"), message: z.string() }) }),
+  z.object({
+    ok: z.literal(false),
+    error: z.object({
+      code: z.literal("SANDBOX_UNAVAILABLE"),
+      message: z.string(),
+      installError: z
+        .object({
+          reason: z.enum(INSTALL_ERROR_REASONS),
+          detail: z.string(),
+        })
+        .optional(),
+    }),
+  }),
 ]);

@@ -38,7 +38,7 @@ async function admit(context: ServiceContext, job: ExecutionRequest): Promise<Ad
   // Static checks run before admission, so refused code does not use up the tenant's quota.
   const prepared =
     job.runtime === "node"
-      ? prepareNodeJob(job, { executionId, trustLevel })
+      ? prepareNodeJob(job, { executionId, trustLevel, tenantId: caller.tenant.id })
       : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
   const admission = await admitExecution(env, caller, prepared.limits.timeoutMs);
   return {

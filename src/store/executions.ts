@@ -4,6 +4,7 @@
  * filtering and listing. Every read is scoped to a tenant.
  */
 import { CordonError, ErrorCode } from "../errors";
+import { emptyMetrics } from "../results";
 import { ExecutionResult, type ListQuery } from "../schemas";
 
 export async function saveExecution(db: D1Database, result: ExecutionResult): Promise<void> {
@@ -28,12 +29,26 @@ export async function saveExecution(db: D1Database, result: ExecutionResult): Pr
     .run();
 }
 
+/**
+ * Reads a stored result. Results stored before a metric existed lack it; they get the metric's zero
+ * value rather than failing the read, so adding a metric never breaks old records.
+ */
+export function readStoredResult(json: string): ExecutionResult {
+  const raw: unknown = JSON.parse(json);
+  if (raw && typeof raw === "object" && "metrics" in raw && raw.metrics && typeof raw.metrics === "object") {
+    const metrics = raw.metrics as Record<string, unknown>;
+    const duration = typeof metrics.duration === "number" ? metrics.duration : 0;
+    return ExecutionResult.parse({ ...raw, metrics: { ...emptyMetrics(duration), ...metrics } });
+  }
+  return ExecutionResult.parse(raw);
+}
+
 export async function findExecution(db: D1Database, tenantId: string, id: string): Promise<ExecutionResult | null> {
   const row = await db
     .prepare("SELECT result_json FROM executions WHERE id = ? AND tenant_id = ?")
     .bind(id, tenantId)
     .first<{ result_json: string }>();
-  return row ? ExecutionResult.parse(JSON.parse(row.result_json)) : null;
+  return row ? readStoredResult(row.result_json) : null;
 }
 
 /** A listed execution: the result without its output and logs (fetch one by id for those). */
@@ -73,9 +88,7 @@ export async function listExecutions(db: D1Database, tenantId: string, query: Li
     )
     .bind(...bindings, query.limit + 1)
     .all<{ result_json: string }>();
-  const page = results
-    .slice(0, query.limit)
-    .map((row) => summarise(ExecutionResult.parse(JSON.parse(row.result_json))));
+  const page = results.slice(0, query.limit).map((row) => summarise(readStoredResult(row.result_json)));
   const last = page.at(-1);
   const nextCursor = results.length > query.limit && last ? encodeCursor(last.createdAt, last.id) : null;
   return { executions: page, nextCursor };

@@ -1,0 +1,254 @@
+/**
+ * What comes back from a container, parsed as untrusted input: the job script's result line (see
+ * job-script.ts) and, inside it, the harness's records, stdout and stderr. The bytes were produced next
+ * to the job's code, so every size is checked here again, whatever the script claims to have capped.
+ */
+import { z } from "zod";
+import { LOG_LEVELS, type CallOutcome, type ErrorInfo, type LogEntry, type LogLevel } from "../protocol";
+import { RESULT_MARKER } from "./job-script";
+
+const MAX_NAME_CHARS = 256;
+const MAX_MESSAGE_CHARS = 16 * 1024;
+const MAX_STACK_CHARS = 16 * 1024;
+/** The result line's JSON besides the three base64 payloads. */
+const RESULT_OVERHEAD_CHARS = 4 * 1024;
+
+const Stream = z.object({
+  /** Everything the job wrote to the stream, including what was discarded past the cap. */
+  bytes: z.number().int().min(0),
+  /** The kept prefix. */
+  base64: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
+});
+
+const ContainerResult = z.strictObject({
+  status: z.number().int().min(0).max(255),
+  wallMs: z.number().int().min(0),
+  cpuMs: z.number().int().min(0),
+  /** The difference of /proc/vmstat's oom_kill counter across the job. */
+  oomKills: z.number().int(),
+  files: z.number().int().min(0),
+  /** The limit the script's guard stopped the job for, if any. */
+  stopped: z.enum(["", "processes", "files"]),
+  records: Stream,
+  stdout: Stream,
+  stderr: Stream,
+});
+
+export interface StreamCaps {
+  recordsBytes: number;
+  streamBytes: number;
+}
+
+export interface DecodedStream {
+  kept: Uint8Array;
+  /** Bytes written in all; more than kept.length when the script discarded the rest. */
+  total: number;
+}
+
+export interface ContainerOutcome {
+  status: number;
+  wallMs: number;
+  cpuMs: number;
+  oomKills: number;
+  files: number;
+  stopped: "" | "processes" | "files";
+  records: DecodedStream;
+  stdout: DecodedStream;
+  stderr: DecodedStream;
+}
+
+/** The exec's stdout → the script's measurements, or why it is refused. */
+export function parseContainerOutput(stdout: string, caps: StreamCaps): ContainerOutcome | { refused: string } {
+  const maxChars =
+    base64Chars(caps.recordsBytes) + 2 * base64Chars(caps.streamBytes) + RESULT_OVERHEAD_CHARS + RESULT_MARKER.length;
+  if (stdout.length > maxChars)
+    return { refused: `its output is ${stdout.length} characters; at most ${maxChars} fit` };
+  const line = stdout
+    .split("\n")
+    .reverse()
+    .find((candidate) => candidate.startsWith(RESULT_MARKER));
+  if (line === undefined) return { refused: "it printed no result line" };
+  let json: unknown;
+  try {
+    json = JSON.parse(line.slice(RESULT_MARKER.length));
+  } catch {
+    return { refused: "its result line is not JSON" };
+  }
+  const parsed = ContainerResult.safeParse(json);
+  if (!parsed.success)
+    return { refused: `its result line does not match the schema: ${z.prettifyError(parsed.error)}` };
+  const result = parsed.data;
+  const records = decode(result.records, caps.recordsBytes);
+  const out = decode(result.stdout, caps.streamBytes);
+  const err = decode(result.stderr, caps.streamBytes);
+  if (!records || !out || !err) return { refused: "a stream is larger than its cap, or than its own byte count" };
+  return { ...result, records, stdout: out, stderr: err };
+}
+
+function base64Chars(bytes: number): number {
+  return Math.ceil(bytes / 3) * 4;
+}
+
+function decode(stream: z.infer<typeof Stream>, cap: number): DecodedStream | undefined {
+  if (stream.base64.length > base64Chars(cap)) return undefined;
+  let binary: string;
+  try {
+    binary = atob(stream.base64);
+  } catch {
+    return undefined;
+  }
+  if (binary.length > cap || binary.length > stream.bytes) return undefined;
+  const kept = new Uint8Array(binary.length);
+  for (let index = 0; index < binary.length; index++) kept[index] = binary.charCodeAt(index);
+  return { kept, total: stream.bytes };
+}
+
+/** The kept bytes as text, with the local host's note when the rest was discarded. */
+export function streamText(stream: DecodedStream): string {
+  const text = new TextDecoder().decode(stream.kept);
+  const dropped = stream.total - stream.kept.length;
+  return dropped > 0 ? `${text}\n… [truncated: ${dropped} more bytes]` : text;
+}
+
+const ErrorRecord = z.object({
+  name: z.string(),
+  message: z.string(),
+  stack: z.string(),
+  code: z.string().optional(),
+});
+
+// A plain union: two record shapes share t = "call" (told apart by ok).
+const ChannelRecord = z.union([
+  z.object({ t: z.literal("ready") }),
+  z.object({ t: z.literal("log"), level: z.string(), message: z.string(), timestamp: z.number() }),
+  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(true), outputJson: z.string() }),
+  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(false), error: ErrorRecord }),
+  z.object({ t: z.literal("uncaught"), error: ErrorRecord }),
+  z.object({
+    t: z.literal("done"),
+    logsDropped: z.number().int().min(0),
+    maxRssKb: z.number().min(0),
+    cpuMs: z.number().min(0),
+  }),
+]);
+
+export interface RecordBounds {
+  inputs: number;
+  maxLogEntries: number;
+  maxLogBytes: number;
+  maxOutputBytes: number;
+}
+
+/**
+ * Bytes of records a job may need: every output at its limit, every log entry, and framing (the local
+ * host's own budget for its records channel, so both homes bring back the same).
+ */
+export function recordsBudget(bounds: RecordBounds): number {
+  return (
+    bounds.inputs * (bounds.maxOutputBytes + MAX_STACK_CHARS * 4 + 1024) +
+    2 * bounds.maxLogBytes +
+    bounds.maxLogEntries * 512 +
+    1024 * 1024
+  );
+}
+
+export interface JobRecords {
+  calls: (CallOutcome | undefined)[];
+  logs: LogEntry[];
+  logBytes: number;
+  logsDropped: number;
+  /** Error codes (EFBIG, EMFILE, …) of errors the job let escape: evidence of which rlimit fired. */
+  errorCodes: Set<string>;
+  ready: boolean;
+  done: { maxRssKb: number; cpuMs: number } | undefined;
+}
+
+/**
+ * The harness's `<nonce> <json>` lines, with the local host's rules (host/node/channel.ts): a line
+ * without the nonce, not JSON or not a known record is skipped; each call is taken once; logs and
+ * outputs are bounded again here.
+ */
+export function parseRecords(bytes: Uint8Array, nonce: string, bounds: RecordBounds): JobRecords {
+  const records: JobRecords = {
+    calls: Array.from({ length: bounds.inputs }, () => undefined),
+    logs: [],
+    logBytes: 0,
+    logsDropped: 0,
+    errorCodes: new Set(),
+    ready: false,
+    done: undefined,
+  };
+  let hostDropped = 0;
+  let harnessDropped = 0;
+  const encoder = new TextEncoder();
+  const prefix = `${nonce} `;
+  const lines = new TextDecoder().decode(bytes).split("\n");
+  // The last piece has no newline: a record cut off by a kill or by the cap, never a whole one.
+  lines.pop();
+  for (const line of lines) {
+    if (!line.startsWith(prefix)) continue;
+    let json: unknown;
+    try {
+      json = JSON.parse(line.slice(prefix.length));
+    } catch {
+      continue;
+    }
+    const parsed = ChannelRecord.safeParse(json);
+    if (!parsed.success) continue;
+    const record = parsed.data;
+    switch (record.t) {
+      case "ready":
+        records.ready = true;
+        break;
+      case "log": {
+        const level = LOG_LEVELS.find((known): known is LogLevel => known === record.level);
+        const size = encoder.encode(record.message).length;
+        if (!level || records.logs.length >= bounds.maxLogEntries || records.logBytes + size > bounds.maxLogBytes) {
+          hostDropped++;
+          break;
+        }
+        records.logBytes += size;
+        records.logs.push({ level, message: record.message, timestamp: record.timestamp });
+        break;
+      }
+      case "call":
+        if (record.index < 0 || record.index >= records.calls.length || records.calls[record.index]) break;
+        records.calls[record.index] = record.ok
+          ? output(record.outputJson, bounds.maxOutputBytes, encoder)
+          : failure(record.error, records.errorCodes);
+        break;
+      case "uncaught":
+        if (record.error.code) records.errorCodes.add(record.error.code);
+        break;
+      case "done":
+        harnessDropped = record.logsDropped;
+        records.done = { maxRssKb: record.maxRssKb, cpuMs: record.cpuMs };
+        break;
+    }
+  }
+  records.logsDropped = harnessDropped + hostDropped;
+  return records;
+}
+
+function output(outputJson: string, maxOutputBytes: number, encoder: TextEncoder): CallOutcome {
+  const size = encoder.encode(outputJson).length;
+  if (size <= maxOutputBytes) return { ok: true, outputJson };
+  return {
+    ok: false,
+    error: {
+      name: "CordonOutputTooLarge",
+      message: `the output is ${size} bytes; the limit is ${maxOutputBytes}`,
+      stack: "",
+    },
+  };
+}
+
+function failure(error: z.infer<typeof ErrorRecord>, codes: Set<string>): CallOutcome {
+  if (error.code) codes.add(error.code);
+  const info: ErrorInfo = {
+    name: error.name.slice(0, MAX_NAME_CHARS),
+    message: error.message.slice(0, MAX_MESSAGE_CHARS),
+    stack: error.stack.slice(0, MAX_STACK_CHARS),
+  };
+  return { ok: false, error: info };
+}
