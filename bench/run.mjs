@@ -8,7 +8,7 @@
  * Flags: --n <sequential requests per target> (default 300), --concurrency <in-flight requests> (default 8).
  */
 /* global AbortSignal -- Node 24 global; not in the shared lint globals */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -37,6 +37,9 @@ const RESULTS_DIR = join(ROOT, "bench", "results");
 /** Where `npm run dev` saves the dev tenant's API key; CORDON_KEY overrides it. */
 const DEV_KEY_FILE = join(ROOT, ".wrangler", "cordon-dev-key.json");
 const INPUT = { a: 2, b: 3 };
+const EDGE_CODE = "export default async function (input) { return input.a + input.b }";
+/** Sequential runs of a bare sandboxed Node start, the node path's floor. */
+const BARE_SPAWNS = 30;
 const EXPECTED = INPUT.a + INPUT.b;
 
 const children = [];
@@ -79,6 +82,10 @@ async function main() {
   const targets = [
     executionTarget("edge job via POST /v1/executions (local: supervised runner)", product),
     executionTarget("edge job via POST /v1/executions (in-process runner, production shape)", inProcess),
+    executionTarget("node job via POST /v1/executions (local host, bubblewrap, warm pool on)", product, {
+      runtime: "node",
+      code: "module.exports = async function ({ input }) { return input.a + input.b }",
+    }),
     {
       name: "floor: bare LOADER.load() worker",
       request: () =>
@@ -91,7 +98,7 @@ async function main() {
       correct: (body) => JSON.parse(body).ok === true,
     },
   ];
-  const [edge, edgeInProcess, bare, health] = targets;
+  const [edge, edgeInProcess, , bare, health] = targets;
 
   await Promise.all([waitReady(health, READY_TIMEOUT_MS), waitReady(bare, READY_TIMEOUT_MS)]);
   // The dev script mints (or revalidates) its key only once the product is up, so re-read it until a job runs.
@@ -110,13 +117,18 @@ async function main() {
     console.log(`[bench] done: ${target.name}`);
   }
 
-  const report = formatReport(targets, [edge, edgeInProcess], bare);
+  const spawnP50Ms = bareSandboxSpawnP50();
+  const report =
+    formatReport(targets, [edge, edgeInProcess], bare) +
+    (spawnP50Ms === undefined
+      ? "\nbare `bwrap --unshare-all … node -e 0`: not measured (bwrap missing)\n"
+      : `\nbare \`bwrap --unshare-all … node -e 0\` (the node path's floor): p50 ${fixed(spawnP50Ms)} ms over ${BARE_SPAWNS} sequential spawns\n`);
   console.log(`\n${report}`);
   await writeFile(join(RESULTS_DIR, "latest.md"), report);
   console.log("[bench] written to bench/results/latest.md");
 }
 
-function executionTarget(name, baseUrl) {
+function executionTarget(name, baseUrl, job = { runtime: "edge", code: EDGE_CODE }) {
   return {
     name,
     request: () =>
@@ -126,11 +138,7 @@ function executionTarget(name, baseUrl) {
           "content-type": "application/json",
           ...(productKey ? { authorization: `Bearer ${productKey}` } : {}),
         },
-        body: JSON.stringify({
-          runtime: "edge",
-          code: "export default async function (input) { return input.a + input.b }",
-          input: INPUT,
-        }),
+        body: JSON.stringify({ ...job, input: INPUT }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       }),
     correct: (body) => JSON.parse(body).output === EXPECTED,
@@ -242,6 +250,22 @@ function formatReport(targets, edges, bare) {
     lines.push("", `first error from ${t.name}: ${status} ${body.slice(0, 500)}`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** p50 of starting Node in a bare bubblewrap sandbox (private namespaces, read-only root), or undefined. */
+function bareSandboxSpawnP50() {
+  const args = ["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+  const latenciesMs = [];
+  for (let i = 0; i < BARE_SPAWNS; i++) {
+    const startedMs = performance.now();
+    const run = spawnSync("bwrap", [...args, process.execPath, "-e", "0"], {
+      stdio: "ignore",
+      timeout: REQUEST_TIMEOUT_MS,
+    });
+    if (run.error || run.status !== 0) return undefined;
+    latenciesMs.push(performance.now() - startedMs);
+  }
+  return percentile(latenciesMs, 50);
 }
 
 /** Nearest-rank percentile. */
