@@ -10,10 +10,10 @@
  * default 1024), CORDON_NODE_INSTALL_TIMEOUT_MS (default 60000), CORDON_NODE_REGISTRY (default npm's).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { readBody, send } from "../http.ts";
 import { NodeRunner } from "./node-runner.ts";
 import { NodeRunRequest } from "./protocol.ts";
 
-const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const MiB = 1024 * 1024;
 
 let defaultRunner: NodeRunner | undefined;
@@ -76,21 +76,4 @@ export async function handleNodeRun(
     return send(response, 400, { error: `invalid request: ${issues.slice(0, 5).join("; ")}` });
   }
   send(response, 200, await runner.run(parsed.data));
-}
-
-async function readBody(request: IncomingMessage): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
-function send(response: ServerResponse, status: number, body: unknown): void {
-  response.writeHead(status, { "content-type": "application/json" });
-  response.end(JSON.stringify(body));
 }
