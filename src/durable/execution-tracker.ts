@@ -217,15 +217,19 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   }
 
   async #finish(ticket: JobTicket, result: ExecutionResult): Promise<void> {
-    await saveExecution(this.env.DB, result);
     this.#sql.exec(
       "UPDATE job SET status = ?, result_json = ? WHERE id = ?",
       result.status,
       JSON.stringify(result),
       result.id,
     );
-    await this.ctx.storage.deleteAlarm();
-    await releaseLease(this.env, ticket.lease);
+    // Independent writes, done together: all are complete before the answer, so a caller that reads,
+    // lists or sends its next job on it finds the log row written and its concurrency slot free.
+    await Promise.all([
+      saveExecution(this.env.DB, result),
+      this.ctx.storage.deleteAlarm(),
+      releaseLease(this.env, ticket.lease),
+    ]);
     for (const wake of [...this.#waiters]) wake();
   }
 
