@@ -31,6 +31,8 @@ export interface HostConfig {
   token: string;
   edgeRunners: number;
   heapLimitMb: number;
+  /** Tests only: the egress tests' stand-in for the internet (see RunnerOptions). */
+  egressTestUpstreamScript?: string;
 }
 
 export interface RunningHost {
@@ -90,6 +92,7 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
       hostUrl: url,
       heapLimitMb: config.heapLimitMb,
       compatibilityDate: RUNNER_COMPATIBILITY_DATE,
+      ...(config.egressTestUpstreamScript ? { egressTestUpstreamScript: config.egressTestUpstreamScript } : {}),
     },
     config.edgeRunners,
   );

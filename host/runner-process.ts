@@ -19,6 +19,11 @@ export interface RunnerOptions {
   /** Where the runner relays its jobs' binding calls. */
   hostUrl: string;
   heapLimitMb: number;
+  /**
+   * Tests only: a Worker script that stands in for the internet behind the egress gateway
+   * (EGRESS_TEST_UPSTREAM). `npm run dev` never sets it.
+   */
+  egressTestUpstreamScript?: string;
   compatibilityDate: string;
 }
 
@@ -50,19 +55,33 @@ export class RunnerProcess {
     ].join(" ");
     // Written by the log handler, which exists before the instance does.
     const deathSigns = { heapExhausted: false };
+    const runner = {
+      name: "edge-runner",
+      modules: true,
+      script: options.script,
+      compatibilityDate: options.compatibilityDate,
+      workerLoaders: { LOADER: {} },
+      bindings: { RUNNER_TOKEN: options.token, HOST_URL: options.hostUrl },
+    };
+    const upstream = options.egressTestUpstreamScript;
     const mf = new Miniflare(
       convertV4MiniflareOptions({
         host: "127.0.0.1",
         port: 0,
-        name: "edge-runner",
-        modules: true,
-        script: options.script,
-        compatibilityDate: options.compatibilityDate,
-        workerLoaders: { LOADER: {} },
-        bindings: { RUNNER_TOKEN: options.token, HOST_URL: options.hostUrl },
         handleStructuredLogs: ({ message }) => {
           if (HEAP_EXHAUSTED.test(message)) deathSigns.heapExhausted = true;
         },
+        workers: upstream
+          ? [
+              { ...runner, serviceBindings: { EGRESS_TEST_UPSTREAM: "egress-upstream" } },
+              {
+                name: "egress-upstream",
+                modules: true,
+                scriptPath: upstream,
+                compatibilityDate: options.compatibilityDate,
+              },
+            ]
+          : [runner],
       }),
     );
     const url = await mf.ready;
