@@ -4,35 +4,19 @@
  * bounded already: the bytes were written next to the job's code.
  */
 import { StringDecoder } from "node:string_decoder";
-import { z } from "zod";
-import { LOG_LEVELS, type CallOutcome, type ErrorInfo, type LogEntry, type LogLevel } from "./protocol.ts";
+import {
+  HarnessRecord as ChannelRecord,
+  LOG_LEVELS,
+  type CallOutcome,
+  type ErrorInfo,
+  type HarnessErrorRecord,
+  type LogEntry,
+  type LogLevel,
+} from "./protocol.ts";
 
 const MAX_NAME_CHARS = 256;
 const MAX_MESSAGE_CHARS = 16 * 1024;
 const MAX_STACK_CHARS = 16 * 1024;
-
-const ErrorRecord = z.object({
-  name: z.string(),
-  message: z.string(),
-  stack: z.string(),
-  code: z.string().optional(),
-});
-
-// A plain union: two record shapes share t = "call" (told apart by ok).
-const ChannelRecord = z.union([
-  z.object({ t: z.literal("ready") }),
-  z.object({ t: z.literal("log"), level: z.string(), message: z.string(), timestamp: z.number() }),
-  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(true), outputJson: z.string() }),
-  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(false), error: ErrorRecord }),
-  z.object({ t: z.literal("uncaught"), error: ErrorRecord }),
-  z.object({
-    t: z.literal("done"),
-    logsDropped: z.number().int().min(0),
-    maxRssKb: z.number().min(0),
-    cpuMs: z.number().min(0),
-  }),
-]);
-type ChannelRecord = z.infer<typeof ChannelRecord>;
 
 export interface ChannelBounds {
   inputs: number;
@@ -152,7 +136,7 @@ export class JobRecords {
     };
   }
 
-  #failure(error: z.infer<typeof ErrorRecord>): CallOutcome {
+  #failure(error: HarnessErrorRecord): CallOutcome {
     if (error.code) this.errorCodes.add(error.code);
     const info: ErrorInfo = {
       name: error.name.slice(0, MAX_NAME_CHARS),

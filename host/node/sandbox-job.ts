@@ -14,7 +14,14 @@ import { readdirSync, readFileSync, statfsSync } from "node:fs";
 import { constants } from "node:os";
 import { JobRecords } from "./channel.ts";
 import type { CgroupCounters } from "./cgroup.ts";
-import type { LimitHit, NodeRunMetrics, NodeRunReply, NodeRunRequest, CallOutcome } from "./protocol.ts";
+import {
+  LIMIT_HITS,
+  type CallOutcome,
+  type LimitHit,
+  type NodeRunMetrics,
+  type NodeRunReply,
+  type NodeRunRequest,
+} from "./protocol.ts";
 import { JOIN_FAILED_STATUS } from "./sandbox-command.ts";
 import { SANDBOX_BASE_TASKS, handOffLimitsOf, writableBytes, type Exit, type Sandbox } from "./sandbox.ts";
 
@@ -147,7 +154,7 @@ export class SandboxJob {
     } else {
       return;
     }
-    if (subprocesses > max) this.#stop(tooManyProcesses(max));
+    if (subprocesses > max) this.#stop(LIMIT_HITS.subprocesses(max));
   }
 
   /**
@@ -275,22 +282,10 @@ export class SandboxJob {
     const limits = this.#request.limits;
     const codes = this.#records.errorCodes;
     if (counters.pidsRefused > 0 || (codes.has("EAGAIN") && !this.#sandbox.cgroup?.has("pids"))) {
-      return tooManyProcesses(limits.maxSubprocesses);
+      return LIMIT_HITS.subprocesses(limits.maxSubprocesses);
     }
-    if (signal === "SIGXFSZ" || codes.has("EFBIG")) {
-      return {
-        code: "SANDBOX_SECURITY_VIOLATION",
-        limit: "limits.maxFileSize",
-        message: `the job tried to write a file larger than ${limits.maxFileSize} bytes`,
-      };
-    }
-    if (codes.has("EMFILE")) {
-      return {
-        code: "SANDBOX_SECURITY_VIOLATION",
-        limit: "limits.maxFileDescriptors",
-        message: `the job tried to hold more than ${limits.maxFileDescriptors} open file descriptors`,
-      };
-    }
+    if (signal === "SIGXFSZ" || codes.has("EFBIG")) return LIMIT_HITS.fileSize(limits.maxFileSize);
+    if (codes.has("EMFILE")) return LIMIT_HITS.fileDescriptors(limits.maxFileDescriptors);
     if (codes.has("ENOSPC")) {
       return {
         code: "SANDBOX_MEMORY_LIMIT",
@@ -336,14 +331,6 @@ function descendants(pid: number, enough: number): number {
     }
   }
   return found;
-}
-
-function tooManyProcesses(max: number): LimitHit {
-  return {
-    code: "SANDBOX_SECURITY_VIOLATION",
-    limit: "limits.maxSubprocesses",
-    message: `the job tried to run more than ${max} subprocesses`,
-  };
 }
 
 function cpuLimit(cpuTimeMs: number): LimitHit {

@@ -268,3 +268,51 @@ export const NodeRunReplySchema = z.discriminatedUnion("ok", [
     }),
   }),
 ]);
+
+/**
+ * The records the job harness (host/node/harness.mjs) writes, one JSON object per nonce-tagged line;
+ * both homes parse them with this schema (they were written next to the job's code).
+ */
+export const HarnessErrorRecord = z.object({
+  name: z.string(),
+  message: z.string(),
+  stack: z.string(),
+  code: z.string().optional(),
+});
+
+export type HarnessErrorRecord = z.infer<typeof HarnessErrorRecord>;
+
+// A plain union: two record shapes share t = "call" (told apart by ok).
+export const HarnessRecord = z.union([
+  z.object({ t: z.literal("ready") }),
+  z.object({ t: z.literal("log"), level: z.string(), message: z.string(), timestamp: z.number() }),
+  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(true), outputJson: z.string() }),
+  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(false), error: HarnessErrorRecord }),
+  z.object({ t: z.literal("uncaught"), error: HarnessErrorRecord }),
+  z.object({
+    t: z.literal("done"),
+    logsDropped: z.number().int().min(0),
+    maxRssKb: z.number().min(0),
+    cpuMs: z.number().min(0),
+  }),
+]);
+export type HarnessRecord = z.infer<typeof HarnessRecord>;
+
+/** The limit hits both homes read from the same errno codes and signals, worded once. */
+export const LIMIT_HITS = {
+  subprocesses: (max: number): LimitHit => ({
+    code: "SANDBOX_SECURITY_VIOLATION",
+    limit: "limits.maxSubprocesses",
+    message: `the job tried to run more than ${max} subprocesses`,
+  }),
+  fileSize: (max: number): LimitHit => ({
+    code: "SANDBOX_SECURITY_VIOLATION",
+    limit: "limits.maxFileSize",
+    message: `the job tried to write a file larger than ${max} bytes`,
+  }),
+  fileDescriptors: (max: number): LimitHit => ({
+    code: "SANDBOX_SECURITY_VIOLATION",
+    limit: "limits.maxFileDescriptors",
+    message: `the job tried to hold more than ${max} open file descriptors`,
+  }),
+};

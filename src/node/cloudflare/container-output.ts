@@ -4,7 +4,15 @@
  * to the job's code, so every size is checked here again, whatever the script claims to have capped.
  */
 import { z } from "zod";
-import { LOG_LEVELS, type CallOutcome, type ErrorInfo, type LogEntry, type LogLevel } from "../protocol";
+import {
+  HarnessRecord as ChannelRecord,
+  LOG_LEVELS,
+  type CallOutcome,
+  type ErrorInfo,
+  type HarnessErrorRecord,
+  type LogEntry,
+  type LogLevel,
+} from "../protocol";
 import { RESULT_MARKER } from "./job-script";
 
 const MAX_NAME_CHARS = 256;
@@ -109,28 +117,6 @@ export function streamText(stream: DecodedStream): string {
   const dropped = stream.total - stream.kept.length;
   return dropped > 0 ? `${text}\n… [truncated: ${dropped} more bytes]` : text;
 }
-
-const ErrorRecord = z.object({
-  name: z.string(),
-  message: z.string(),
-  stack: z.string(),
-  code: z.string().optional(),
-});
-
-// A plain union: two record shapes share t = "call" (told apart by ok).
-const ChannelRecord = z.union([
-  z.object({ t: z.literal("ready") }),
-  z.object({ t: z.literal("log"), level: z.string(), message: z.string(), timestamp: z.number() }),
-  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(true), outputJson: z.string() }),
-  z.object({ t: z.literal("call"), index: z.number().int(), ok: z.literal(false), error: ErrorRecord }),
-  z.object({ t: z.literal("uncaught"), error: ErrorRecord }),
-  z.object({
-    t: z.literal("done"),
-    logsDropped: z.number().int().min(0),
-    maxRssKb: z.number().min(0),
-    cpuMs: z.number().min(0),
-  }),
-]);
 
 export interface RecordBounds {
   inputs: number;
@@ -243,7 +229,7 @@ function output(outputJson: string, maxOutputBytes: number, encoder: TextEncoder
   };
 }
 
-function failure(error: z.infer<typeof ErrorRecord>, codes: Set<string>): CallOutcome {
+function failure(error: HarnessErrorRecord, codes: Set<string>): CallOutcome {
   if (error.code) codes.add(error.code);
   const info: ErrorInfo = {
     name: error.name.slice(0, MAX_NAME_CHARS),

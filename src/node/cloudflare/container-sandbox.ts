@@ -12,6 +12,7 @@
  */
 import { getSandbox, type Sandbox } from "@cloudflare/sandbox";
 import {
+  LIMIT_HITS,
   NodeRunRequest,
   type CallOutcome,
   type ErrorInfo,
@@ -259,7 +260,7 @@ function classify(
   stderr: string,
 ): LimitHit | null {
   const limits = request.limits;
-  if (outcome.stopped === "processes") return tooManyProcesses(limits.maxSubprocesses);
+  if (outcome.stopped === "processes") return LIMIT_HITS.subprocesses(limits.maxSubprocesses);
   if (outcome.stopped === "files" || outcome.files > limits.maxFiles) {
     return {
       code: "SANDBOX_SECURITY_VIOLATION",
@@ -288,21 +289,9 @@ function classify(
     };
   }
   const codes = records.errorCodes;
-  if (codes.has("EAGAIN")) return tooManyProcesses(limits.maxSubprocesses);
-  if (signal === "SIGXFSZ" || codes.has("EFBIG")) {
-    return {
-      code: "SANDBOX_SECURITY_VIOLATION",
-      limit: "limits.maxFileSize",
-      message: `the job tried to write a file larger than ${limits.maxFileSize} bytes`,
-    };
-  }
-  if (codes.has("EMFILE")) {
-    return {
-      code: "SANDBOX_SECURITY_VIOLATION",
-      limit: "limits.maxFileDescriptors",
-      message: `the job tried to hold more than ${limits.maxFileDescriptors} open file descriptors`,
-    };
-  }
+  if (codes.has("EAGAIN")) return LIMIT_HITS.subprocesses(limits.maxSubprocesses);
+  if (signal === "SIGXFSZ" || codes.has("EFBIG")) return LIMIT_HITS.fileSize(limits.maxFileSize);
+  if (codes.has("EMFILE")) return LIMIT_HITS.fileDescriptors(limits.maxFileDescriptors);
   if (codes.has("ENOSPC")) {
     return {
       code: "SANDBOX_MEMORY_LIMIT",
@@ -318,14 +307,6 @@ function timeoutHit(timeoutMs: number): LimitHit {
     code: "SANDBOX_TIMEOUT",
     limit: "timeoutMs",
     message: `the job ran past its timeout of ${timeoutMs} ms and was killed`,
-  };
-}
-
-function tooManyProcesses(max: number): LimitHit {
-  return {
-    code: "SANDBOX_SECURITY_VIOLATION",
-    limit: "limits.maxSubprocesses",
-    message: `the job tried to run more than ${max} subprocesses`,
   };
 }
 
