@@ -21,7 +21,9 @@ import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 import { EdgeJobs } from "./edge-jobs.ts";
 import { readBody, send } from "./http.ts";
-import { closeNodeRunner, handleNodeCancel, handleNodeRun } from "./node/route.ts";
+import { cannedRoutes } from "./node/egress-routes.ts";
+import type { NodeRunner } from "./node/node-runner.ts";
+import { handleNodeCancel, handleNodeRun, runnerFromEnv } from "./node/route.ts";
 
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
 const RUNNER_COMPATIBILITY_DATE = "2026-10-20";
@@ -70,11 +72,11 @@ export async function bundleEdgeRunner(): Promise<string> {
 export async function startHost(config: HostConfig): Promise<RunningHost> {
   const runnerToken = randomUUID();
   // Filled once the runner pools are up; until then the host answers 503.
-  const ready: { edge?: EdgeCordons; jobs?: EdgeJobs } = {};
+  const ready: { edge?: EdgeCordons; jobs?: EdgeJobs; node?: () => NodeRunner } = {};
   const server = createServer((request, response) => {
-    const { edge, jobs } = ready;
-    if (!edge || !jobs) return send(response, 503, { error: "starting" });
-    handle(request, response, { ...config, runnerToken }, edge, jobs).catch((error: unknown) => {
+    const { edge, jobs, node } = ready;
+    if (!edge || !jobs || !node) return send(response, 503, { error: "starting" });
+    handle(request, response, { ...config, runnerToken }, { edge, jobs, node }).catch((error: unknown) => {
       console.error("[cordon-host] request failed", error);
       if (!response.headersSent) send(response, 500, { error: "internal error" });
     });
@@ -97,6 +99,10 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
     config.edgeRunners,
   );
   await edge.start();
+  // The tests' stand-in for the internet serves node jobs' egress too (edge runners get it above).
+  const canned = config.egressTestUpstreamScript ? await cannedRoutes(config.egressTestUpstreamScript) : undefined;
+  let nodeRunner: NodeRunner | undefined;
+  ready.node = () => (nodeRunner ??= runnerFromEnv(process.env, canned ? { egress: canned } : {}));
   ready.edge = edge;
   ready.jobs = new EdgeJobs(edge);
   return {
@@ -104,7 +110,7 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await Promise.all([edge.close(), closeNodeRunner()]);
+      await Promise.all([edge.close(), nodeRunner?.close(), canned?.close()]);
     },
   };
 }
@@ -113,8 +119,7 @@ async function handle(
   request: IncomingMessage,
   response: ServerResponse,
   config: HostConfig & { runnerToken: string },
-  edge: EdgeCordons,
-  jobs: EdgeJobs,
+  { edge, jobs, node }: { edge: EdgeCordons; jobs: EdgeJobs; node: () => NodeRunner },
 ) {
   const url = new URL(request.url ?? "/", "http://host");
   if (url.pathname === "/healthz") return send(response, 200, { ok: true, edge: edge.stats });
@@ -128,9 +133,9 @@ async function handle(
     return send(response, 200, await jobs.relay(relayed.executionId, relayed.call));
   }
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
-  if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response);
+  if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response, node());
   const nodeCancel = /^\/v1\/node\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
-  if (nodeCancel && request.method === "POST") return handleNodeCancel(nodeCancel[1] ?? "", response);
+  if (nodeCancel && request.method === "POST") return handleNodeCancel(nodeCancel[1] ?? "", response, node());
 
   const cancelPath = /^\/v1\/edge\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
   if (cancelPath && request.method === "POST") {

@@ -3,7 +3,14 @@
  * failed, is exactly one of these codes. `ERROR_STATUS` is typed `Record<ErrorCode, …>` so adding a
  * code without choosing its HTTP status fails the typecheck.
  */
-import type { RateInfo } from "./service/admission";
+
+/** A tenant's rate-limit state, carried by admissions and by RATE_LIMITED refusals (as headers). */
+export interface RateInfo {
+  limit: number;
+  remaining: number;
+  resetSeconds: number;
+  retryAfterSeconds?: number;
+}
 
 export const ErrorCode = {
   /** Body is not JSON, or the JSON content type is missing. */

@@ -72,7 +72,7 @@ export const ExecutionRequest = z
         outputBytes: z.number().int().positive().optional(),
         /** Calls to the job's DB and KV bindings together (edge jobs). */
         bindingCalls: z.number().int().min(0).optional(),
-        /** Edge jobs: network egress, off by default (see README "Network"). */
+        /** Network egress, off by default; the same policy for edge and node jobs (see README "Network"). */
         network: NetworkPolicy.optional(),
         /** Node jobs: files. `writable` paths get a private, size-bounded tmpfs; all else is read-only. */
         filesystem: z
@@ -117,13 +117,6 @@ export const ExecutionRequest = z
           code: "custom",
           path: ["request"],
           message: "node jobs export a function; `request` is for edge Worker jobs",
-        });
-      }
-      if (job.limits?.network?.enabled) {
-        context.addIssue({
-          code: "custom",
-          path: ["limits", "network"],
-          message: "only edge jobs have network egress",
         });
       }
     }

@@ -24,13 +24,16 @@
  */
 import { readSync, writeSync } from "node:fs";
 import { Buffer } from "node:buffer";
-import { Socket } from "node:net";
+import { Socket, connect, createServer } from "node:net";
 import process from "node:process";
 import { format } from "node:util";
 
 const RECORDS_FD = 3;
 const SETUP_FD = 4;
 const JOB_URL = "file:///workspace/job.js";
+/** The egress proxy's socket (host/node/egress-proxy.ts) and the port HTTP(S)_PROXY names (sandbox-command.ts). */
+const EGRESS_SOCKET = "/workspace/egress.sock";
+const EGRESS_PORT = 3128;
 const MAX_LOG_MESSAGE_CHARS = 8 * 1024;
 const MAX_STACK_CHARS = 16 * 1024;
 /** Log level per console method (as in the edge harness). */
@@ -79,6 +82,28 @@ function emit(record) {
     // The host is gone or the job closed fd 3: there is no one left to tell.
   }
 }
+
+/**
+ * The sandbox's network namespace has only `lo`. Its one way out is the host's egress proxy for this
+ * job, a Unix socket the host creates at hand-off; this forwards the loopback port the sandbox's
+ * HTTP(S)_PROXY names to it (NODE_USE_ENV_PROXY=1 makes Node's fetch and http use that). Every check
+ * is the proxy's, so a job that closes this or talks to the socket itself gains nothing.
+ */
+async function forwardEgress() {
+  const server = createServer((client) => {
+    const upstream = connect(EGRESS_SOCKET);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise((resolve) => server.listen(EGRESS_PORT, "127.0.0.1", resolve).once("error", resolve));
+  server.unref();
+}
+await forwardEgress();
 
 // Before any setup (and so before any nonce) exists: the host's cue that this sandbox is ready.
 writeAll(RECORDS_FD, "waiting\n");

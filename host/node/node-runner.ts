@@ -13,6 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CgroupRoot } from "./cgroup.ts";
+import type { EgressRoutes } from "./egress-proxy.ts";
+import { publicRoutes } from "./egress-routes.ts";
 import {
   DEFAULT_CACHE_BYTES,
   DEFAULT_INSTALL_TIMEOUT_MS,
@@ -60,6 +62,8 @@ export interface NodeRunnerOptions {
   registry?: string;
   /** npm's package directory (holding bin/npm-cli.js); default: found from `npm` on PATH. */
   npmRoot?: string;
+  /** Where jobs' egress proxies send what they let through (default: the network, see egress-routes.ts). */
+  egress?: EgressRoutes;
 }
 
 export interface NodeRunnerStatus {
@@ -112,6 +116,7 @@ export class NodeRunner {
       dropTo: root
         ? { uid: options.sandboxUid ?? DEFAULT_SANDBOX_ID, gid: options.sandboxGid ?? DEFAULT_SANDBOX_ID }
         : undefined,
+      egress: options.egress ?? publicRoutes(),
     };
     this.#env = env;
     this.#packages = new PackageCache({

@@ -2,7 +2,7 @@
  * `POST /v1/node/run` (authorised by the caller, host/main.ts). The body is a NodeRunRequest; the
  * reply is always 200 with a NodeRunReply once the body is valid, whatever the job did.
  *
- * The runner is created on first use and configured from the environment: CORDON_NODE_JOBS
+ * The host creates the runner on first use (host/main.ts), configured from the environment: CORDON_NODE_JOBS
  * (sandboxes at once, default 4), CORDON_NODE_UID / CORDON_NODE_GID (the uid a root host runs jobs as,
  * default 65534), CORDON_NODE_STAGING (where job code is staged, default the OS temp directory),
  * CORDON_NODE_WARM (warm sandboxes per trust cordon, default 1, 0 disables), CORDON_NODE_PACKAGES_DIR
@@ -11,14 +11,12 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { readBody, send } from "../http.ts";
-import { NodeRunner } from "./node-runner.ts";
+import { NodeRunner, type NodeRunnerOptions } from "./node-runner.ts";
 import { NodeRunRequest } from "./protocol.ts";
 
 const MiB = 1024 * 1024;
 
-let defaultRunner: NodeRunner | undefined;
-
-export function runnerFromEnv(env: NodeJS.ProcessEnv): NodeRunner {
+export function runnerFromEnv(env: NodeJS.ProcessEnv, extra: NodeRunnerOptions = {}): NodeRunner {
   // A value that is not a non-negative integer is ignored (the default applies).
   const number = (value: string | undefined) => {
     if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
@@ -35,32 +33,19 @@ export function runnerFromEnv(env: NodeJS.ProcessEnv): NodeRunner {
     packageCacheMaxBytes: cacheMb === undefined ? undefined : cacheMb * MiB,
     installTimeoutMs: number(env.CORDON_NODE_INSTALL_TIMEOUT_MS),
     registry: env.CORDON_NODE_REGISTRY,
+    ...extra,
   });
 }
 
-/**
- * Destroys the default runner's warm sandboxes (they would otherwise wait until the host process
- * exits, when --die-with-parent ends them) and forgets the runner; the next request creates a new one.
- */
-export async function closeNodeRunner(): Promise<void> {
-  const runner = defaultRunner;
-  defaultRunner = undefined;
-  await runner?.close();
-}
-
 /** `POST /v1/node/jobs/:id/cancel`: kills the job's processes. */
-export function handleNodeCancel(
-  executionId: string,
-  response: ServerResponse,
-  runner: NodeRunner = (defaultRunner ??= runnerFromEnv(process.env)),
-): void {
+export function handleNodeCancel(executionId: string, response: ServerResponse, runner: NodeRunner): void {
   send(response, 200, { cancelled: runner.cancel(executionId) });
 }
 
 export async function handleNodeRun(
   request: IncomingMessage,
   response: ServerResponse,
-  runner: NodeRunner = (defaultRunner ??= runnerFromEnv(process.env)),
+  runner: NodeRunner,
 ): Promise<void> {
   const body = await readBody(request);
   if (body === undefined) return send(response, 413, { error: "body too large" });

@@ -21,6 +21,10 @@ import { PACKAGES_MOUNT } from "./protocol.ts";
 export const SANDBOX_NODE = "/opt/node/bin/node";
 export const SANDBOX_HARNESS = "/opt/cordon/harness.mjs";
 export const SANDBOX_WORKSPACE = "/workspace";
+/** The job's egress proxy socket, in the staging directory (bound at /workspace); harness.mjs forwards to it. */
+export const EGRESS_SOCKET_FILE = "egress.sock";
+/** Inside the sandbox's own network namespace: the harness listens here (see harness.mjs). */
+export const EGRESS_PROXY_URL = "http://127.0.0.1:3128";
 /** The fd the host passes to `bwrap --info-fd` (the sandbox init's host pid arrives on it). */
 export const INFO_FD = 5;
 /**
@@ -178,6 +182,14 @@ export function sandboxCommand(plan: SandboxPlan): SandboxCommand {
     ...["--setenv", "TZ", "UTC"],
     ...["--setenv", "LANG", "C.UTF-8"],
     ...["--setenv", "UV_THREADPOOL_SIZE", "4"],
+    // The harness forwards this port to the job's egress proxy (egress-proxy.ts); Node's fetch and
+    // http(s) use it by themselves. It is a convenience, not the boundary: nothing else is reachable.
+    ...["--setenv", "NODE_USE_ENV_PROXY", "1"],
+    ...["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"].flatMap((name) => [
+      "--setenv",
+      name,
+      EGRESS_PROXY_URL,
+    ]),
     ...["--chdir", SANDBOX_WORKSPACE],
     ...["--info-fd", String(INFO_FD)],
   ];

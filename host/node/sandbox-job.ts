@@ -14,6 +14,8 @@ import { readdirSync, readFileSync, statfsSync } from "node:fs";
 import { constants } from "node:os";
 import { JobRecords } from "./channel.ts";
 import type { CgroupCounters } from "./cgroup.ts";
+import type { EgressProxy } from "./egress-proxy.ts";
+import type { EgressReport } from "../../src/egress/meter.ts";
 import {
   LIMIT_HITS,
   type CallOutcome,
@@ -78,6 +80,7 @@ export class SandboxJob {
    */
   async run(extra: ExtraMetrics = {}): Promise<NodeRunReply | typeof HAND_OFF_FAILED> {
     const sandbox = this.#sandbox;
+    let egress: EgressProxy | undefined;
     try {
       // For a cold start the sandbox already has the job's limits; a warm one gets them now, before
       // anything of the job exists in it.
@@ -88,6 +91,7 @@ export class SandboxJob {
       // A cold start's clock runs from the spawn (start-up included), a warm one's from the hand-off.
       const started = this.#warm ? performance.now() : sandbox.startedAt;
       try {
+        egress = await sandbox.openEgress(this.#request);
         sandbox.stageJob(this.#request.code);
       } catch (error) {
         return unavailable(`could not stage the job: ${describe(error)}`);
@@ -117,8 +121,10 @@ export class SandboxJob {
       this.#timers.push(poll);
       const exit = await sandbox.exited;
       clearInterval(poll);
-      return this.#report(exit, performance.now() - started, extra);
+      await egress.close();
+      return this.#report(exit, performance.now() - started, extra, egress.report());
     } finally {
+      await egress?.close();
       for (const timer of this.#timers) clearTimeout(timer);
       await sandbox.stop();
       void sandbox.destroy();
@@ -214,7 +220,7 @@ export class SandboxJob {
     this.#timers.push(setTimeout(action, ms));
   }
 
-  #report(exit: Exit | "spawn-failed", runMs: number, extra: ExtraMetrics): NodeRunReply {
+  #report(exit: Exit | "spawn-failed", runMs: number, extra: ExtraMetrics, egress: EgressReport): NodeRunReply {
     if (exit === "spawn-failed") return unavailable("could not start the sandbox's first process (sh)");
     const counters: CgroupCounters = this.#sandbox.cgroup?.counters() ?? {
       peakMemoryBytes: undefined,
@@ -252,6 +258,7 @@ export class SandboxJob {
           ...extra,
         },
         limitHit,
+        egress,
       },
     };
   }

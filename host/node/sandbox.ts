@@ -16,8 +16,15 @@ import type { Readable, Writable } from "node:stream";
 import type { CgroupRoot, JobCgroup } from "./cgroup.ts";
 import { BoundedText } from "./channel.ts";
 import { inheritableDescriptors } from "./descriptors.ts";
+import { EgressProxy, type EgressRoutes } from "./egress-proxy.ts";
 import type { NodeRunRequest } from "./protocol.ts";
-import { SANDBOX_WORKSPACE, sandboxCommand, type SandboxPlan, type Tools } from "./sandbox-command.ts";
+import {
+  EGRESS_SOCKET_FILE,
+  SANDBOX_WORKSPACE,
+  sandboxCommand,
+  type SandboxPlan,
+  type Tools,
+} from "./sandbox-command.ts";
 
 const MiB = 1024 * 1024;
 /** stdin, stdout, stderr, records, setup (the harness's) and bwrap's --info-fd and --args. */
@@ -59,6 +66,8 @@ export interface JobEnvironment {
   harness: string;
   stagingRoot: string;
   dropTo: { uid: number; gid: number } | undefined;
+  /** Where the jobs' egress proxies send what they let through. */
+  egress: EgressRoutes;
 }
 
 /** What a sandbox is fixed to from its start: a job can only use a warm sandbox of its own shape. */
@@ -358,6 +367,20 @@ export class Sandbox {
     // Before the setup, the init has exactly one child: the harness.
     if (children.length !== 1 || !/^\d+$/.test(children[0] ?? "")) return undefined;
     return [outer, init, Number(children[0])];
+  }
+
+  /**
+   * Opens the job's egress proxy on the socket the harness forwards to (before the job's code exists
+   * in the sandbox). Without a policy the proxy refuses, and records, every attempt.
+   */
+  openEgress(request: NodeRunRequest): Promise<EgressProxy> {
+    return EgressProxy.open({
+      socketPath: join(this.#staging, EGRESS_SOCKET_FILE),
+      executionId: request.executionId,
+      policy: request.network ?? null,
+      routes: this.#env.egress,
+      owner: this.#env.dropTo,
+    });
   }
 
   /** Writes the job's code where the harness will import it (it reads its setup first, so this precedes it). */

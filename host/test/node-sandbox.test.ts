@@ -12,12 +12,13 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHost, type RunningHost } from "../main.ts";
 import { inheritableDescriptors } from "../node/descriptors.ts";
+import { cannedRoutes } from "../node/egress-routes.ts";
 import { NodeRunner } from "../node/node-runner.ts";
 import { NodeRunReplySchema, NodeRunRequest, type NodeRunReply, type NodeRunReport } from "../node/protocol.ts";
-import { closeNodeRunner } from "../node/route.ts";
 import type { z } from "zod";
 
 type RequestInput = z.input<typeof NodeRunRequest>;
@@ -395,7 +396,21 @@ describe("node jobs: isolation", () => {
         init: string[];
       };
       expect(JSON.stringify(result)).not.toContain(secret);
-      expect(Object.keys(result.env).sort()).toEqual(["HOME", "LANG", "PATH", "PWD", "TZ", "UV_THREADPOOL_SIZE"]);
+      // Only the sandbox's own: the proxy variables name the loopback port the harness forwards to the egress proxy.
+      expect(Object.keys(result.env).sort()).toEqual([
+        "HOME",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "LANG",
+        "NODE_USE_ENV_PROXY",
+        "PATH",
+        "PWD",
+        "TZ",
+        "UV_THREADPOOL_SIZE",
+        "http_proxy",
+        "https_proxy",
+      ]);
+      expect(result.env.HTTP_PROXY).toBe("http://127.0.0.1:3128");
       expect(result.shadow).toBe("ENOENT");
       expect(result.uid).toBe(65534);
       // pid 1 is the sandbox's own init (bwrap, options passed by fd, so no host paths), then the job.
@@ -454,6 +469,65 @@ describe("node jobs: isolation", () => {
       expect(output(report)).toEqual({ interfaces: ["lo"], hostPort: "ECONNREFUSED", internet: "ENETUNREACH" });
       expect(connections).toBe(0);
     });
+  });
+});
+
+describe.each(["cold", "warm"] as const)("node jobs' egress: the proxy is the only way out (%s start)", (mode) => {
+  let canned: Awaited<ReturnType<typeof cannedRoutes>>;
+  let egressRunner: NodeRunner;
+  const network = { allowedDomains: ["api.example.com"], blockedDomains: [], maxRequests: 10, maxBytes: 10_000 };
+
+  beforeAll(async () => {
+    canned = await cannedRoutes(fileURLToPath(new URL("../../test/egress/upstream/index.js", import.meta.url)));
+    egressRunner = new NodeRunner({ egress: canned, warmPerCordon: mode === "warm" ? 1 : 0 });
+    runners.push(egressRunner);
+  });
+
+  afterAll(() => canned.close());
+
+  const runWithNetwork = async (code: string) => {
+    const job = request(code, { network });
+    if (mode === "warm") await prewarmLoosely(egressRunner, job);
+    return report(await reply(egressRunner, job));
+  };
+
+  it("lets Node's own fetch and http reach an allowed host through the proxy", async () => {
+    const result = await runWithNetwork(
+      `module.exports = async () => {
+         const viaFetch = await (await fetch("http://api.example.com/hello")).text();
+         const viaHttp = await new Promise((resolve, reject) => {
+           require("http").get("http://api.example.com/hello", (res) => {
+             let body = ""; res.on("data", (c) => (body += c)); res.on("end", () => resolve(body));
+           }).on("error", reject);
+         });
+         return { viaFetch, viaHttp };
+       }`,
+    );
+    expect(output(result)).toEqual({ viaFetch: "hello from api.example.com", viaHttp: "hello from api.example.com" });
+    expect(result.egress).toMatchObject({ requests: 2, refusedCount: 0 });
+  });
+
+  it("meets the same checks when it ignores the proxy settings or talks to the socket itself", async () => {
+    const result = await runWithNetwork(
+      `const net = require("net");
+       const attempt = (options, text) => new Promise((resolve) => {
+         const socket = net.connect(options);
+         let answer = "";
+         socket.on("connect", () => socket.write(text));
+         socket.on("data", (chunk) => (answer += chunk));
+         socket.on("end", () => resolve(answer.split("\\r\\n")[0]));
+         socket.on("error", (error) => resolve(error.code));
+       });
+       module.exports = async () => ({
+         direct: await attempt({ host: "93.184.215.14", port: 80 }, "GET / HTTP/1.1\\r\\n\\r\\n"),
+         socket: await attempt({ path: "/workspace/egress.sock" },
+           "GET http://evil.example.net/ HTTP/1.1\\r\\nhost: evil.example.net\\r\\nconnection: close\\r\\n\\r\\n"),
+       })`,
+    );
+    expect(output(result)).toEqual({ direct: "ENETUNREACH", socket: "HTTP/1.1 403 Forbidden" });
+    expect(result.egress?.refusals).toEqual([
+      expect.objectContaining({ rule: "not_allowlisted", host: "evil.example.net" }),
+    ]);
   });
 });
 
@@ -852,7 +926,6 @@ describe("POST /v1/node/run", () => {
 
   afterAll(async () => {
     await host.close();
-    await closeNodeRunner();
   });
 
   const post = (body: unknown, auth = `Bearer ${token}`) =>

@@ -5,6 +5,7 @@
  */
 import type { BindingCounters } from "../bindings/protocol";
 import type { EgressReport } from "../egress/meter";
+import { egressMetrics, egressRefusal } from "../egress/verdict";
 import { ErrorCode, isErrorCode } from "../errors";
 import type { ErrorBody } from "../errors";
 import type { ExecutionRequest, ExecutionResult, Metrics } from "../schemas";
@@ -72,14 +73,8 @@ function judgeReport(
       ...(where ? { line: where.line, column: where.column } : {}),
     });
   }
-  // A refusal fails the job even if the job caught the error: a job cannot probe hosts quietly.
-  const refusal = egress?.refusals[0];
-  if (refusal) {
-    return failed(ErrorCode.SANDBOX_NETWORK_BLOCKED, `a network request was refused: ${refusal.message}`, {
-      host: refusal.host,
-      rule: refusal.rule,
-    });
-  }
+  const refusal = egressRefusal(egress);
+  if (refusal) return failed(ErrorCode.SANDBOX_NETWORK_BLOCKED, refusal.message, refusal.detail);
   const attempt = report.network[0];
   if (attempt) {
     return failed(
@@ -150,17 +145,6 @@ function callFailure(error: ErrorInfo, map: SourceMapV3): Verdict {
     });
   }
   return thrown(error, map, undefined);
-}
-
-function egressMetrics(
-  egress: EgressReport | undefined,
-  attempts: number,
-): Pick<Metrics, "networkRequests" | "networkBytes" | "networkBlocked"> {
-  return {
-    networkRequests: egress?.requests ?? 0,
-    networkBytes: (egress?.bytesSent ?? 0) + (egress?.bytesReceived ?? 0),
-    networkBlocked: attempts + (egress?.refusedCount ?? 0),
-  };
 }
 
 function bindingMetrics(

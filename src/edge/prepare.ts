@@ -6,8 +6,8 @@
 import { CordonError, ErrorCode } from "../errors";
 import { LOG_BOUNDS, resolveLimits, type EffectiveLimits } from "../policy/limits";
 import { CORDONS, type TrustLevel } from "../policy/trust";
+import { admitNetwork, networkLimits } from "../policy/network";
 import type { ExecutionRequest } from "../schemas";
-import { resolveEgressPolicy } from "../egress/policy";
 import { instrumentJob, type ExportKind } from "./instrument";
 import { isolateModules } from "./modules";
 import type { FetchRequestSpec, RunnerRequest } from "./protocol";
@@ -69,22 +69,8 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
     outputBytes: job.limits?.outputBytes,
     bindingCalls: job.limits?.bindingCalls,
   });
-  const egress = resolveEgressPolicy(job.limits?.network, {
-    requests: cordon.limits.subrequests,
-    bytes: cordon.limits.networkBytes,
-  });
-  if (!egress.ok) {
-    throw new CordonError(
-      ErrorCode.SANDBOX_NETWORK_BLOCKED,
-      `network access is not available at trust level "${trustLevel}"`,
-      {
-        rule: egress.rule,
-      },
-    );
-  }
-  // The effective network limits in the result are the policy's, or 0 for a job without network.
-  limits.subrequests = egress.policy?.maxRequests ?? 0;
-  limits.networkBytes = egress.policy?.maxBytes ?? 0;
+  const network = admitNetwork(job.limits?.network, trustLevel);
+  Object.assign(limits, networkLimits(network));
   const inputs = job.test ? job.test.cases.map((testCase) => testCase.input) : [job.input ?? null];
   return {
     runtime: "edge",
@@ -96,7 +82,7 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
     runnerRequest: {
       executionId,
       cordon: trustLevel,
-      network: egress.policy,
+      network,
       modules: isolateModules(instrumented.code),
       timeoutMs: limits.timeoutMs,
       cpuTimeMs: limits.cpuTimeMs,
@@ -111,7 +97,7 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
         inputs,
         request: jobRequest(job),
         bindings: [...cordon.bindings],
-        network: egress.policy !== null,
+        network: network !== null,
       },
     },
   };

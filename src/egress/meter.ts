@@ -6,7 +6,7 @@
  * The runner reads `report()` after the job and hands it back with the runner reply.
  */
 import { z } from "zod";
-import type { EgressRule } from "./policy";
+import type { EgressRule } from "./policy.ts";
 
 /** Refusals kept for the result; the count goes on past it. */
 const MAX_RECORDED_REFUSALS = 20;

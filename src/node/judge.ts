@@ -5,6 +5,7 @@
 import { ErrorCode, type ErrorBody } from "../errors";
 import { emptyMetrics, resultBase, type JobRecord } from "../results";
 import { jsonEqual } from "../edge/json-equal";
+import { egressMetrics, egressRefusal } from "../egress/verdict";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
 import type { PreparedNodeJob } from "./prepare";
 import type { NodeRunReplySchema } from "./protocol";
@@ -48,11 +49,14 @@ export function judgeNode(
       logBytes: report.logBytes,
       logsDropped: report.logsDropped,
       outputBytes: report.calls.reduce((sum, call) => sum + (call.ok ? call.outputJson.length : 0), 0),
+      ...egressMetrics(report.egress),
     },
   };
   if (report.limitHit) {
     return { ...common, ...failure(report.limitHit.code, report.limitHit.message, { limit: report.limitHit.limit }) };
   }
+  const refusal = egressRefusal(report.egress);
+  if (refusal) return { ...common, ...failure(ErrorCode.SANDBOX_NETWORK_BLOCKED, refusal.message, refusal.detail) };
   if (job.test) {
     const cases = job.test.cases.map((testCase, index) => {
       const call = report.calls[index];

@@ -7,6 +7,7 @@ import { parse, type Node } from "acorn";
 import { full } from "acorn-walk";
 import { CordonError, ErrorCode } from "../errors";
 import { LOG_BOUNDS, resolveNodeLimits, type EffectiveNodeLimits } from "../policy/limits";
+import { admitNetwork, networkLimits } from "../policy/network";
 import { CORDONS, type TrustLevel } from "../policy/trust";
 import type { ExecutionRequest } from "../schemas";
 import type { NodeRunRequest } from "./protocol";
@@ -15,13 +16,13 @@ export interface PreparedNodeJob {
   runtime: "node";
   executionId: string;
   trustLevel: TrustLevel;
-  limits: EffectiveNodeLimits;
+  limits: EffectiveNodeLimits & ReturnType<typeof networkLimits>;
   request: NodeRunRequest;
 }
 
 export function prepareNodeJob(
   job: ExecutionRequest,
-  identity: { executionId: string; trustLevel: TrustLevel; tenantId: string },
+  identity: { executionId: string; trustLevel: TrustLevel; tenantId: string; networkAvailable: boolean },
 ): PreparedNodeJob {
   const problems = checkNodeCode(job.code, new Set(CORDONS[identity.trustLevel].refusedConstructs));
   if (problems.syntax) {
@@ -46,16 +47,25 @@ export function prepareNodeJob(
     maxSubprocesses: job.limits?.maxSubprocesses,
     maxFileDescriptors: job.limits?.maxFileDescriptors,
   });
+  const network = admitNetwork(job.limits?.network, identity.trustLevel);
+  if (network !== null && !identity.networkAvailable) {
+    throw new CordonError(
+      ErrorCode.SANDBOX_NETWORK_BLOCKED,
+      "node jobs have no network in this deployment: its node home (containers) has no egress proxy yet",
+      { rule: "network_unavailable" },
+    );
+  }
   return {
     runtime: "node",
     executionId: identity.executionId,
     trustLevel: identity.trustLevel,
-    limits,
+    limits: { ...limits, ...networkLimits(network) },
     request: {
       executionId: identity.executionId,
       cordon: identity.trustLevel === "untrusted" ? undefined : identity.trustLevel,
       tenantId: identity.tenantId,
       ...(job.packages?.length ? { packages: job.packages } : {}),
+      network,
       code: job.code,
       inputs: job.test ? job.test.cases.map((testCase) => testCase.input) : [job.input ?? null],
       timeoutMs: limits.timeoutMs,

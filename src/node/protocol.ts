@@ -5,6 +5,8 @@
  * built next to code we do not trust.
  */
 import { z } from "zod";
+import { EgressReport } from "../egress/meter.ts";
+import { EgressPolicy } from "../egress/policy.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -121,6 +123,11 @@ const NodeRunRequestFields = z.object({
   cordon: z.enum(NODE_CORDONS).optional(),
   /** Who the job belongs to (for the home's bookkeeping; a sandbox never serves two jobs either way). */
   tenantId: z.string().min(1).max(128).optional(),
+  /**
+   * The job's egress policy (src/egress/policy.ts), applied by the home's egress proxy to every
+   * connection the job opens. Absent or null: no network; every attempt is refused and recorded.
+   */
+  network: EgressPolicy.nullable().optional(),
 });
 
 export const NodeRunRequest = NodeRunRequestFields.refine(
@@ -206,6 +213,8 @@ export interface NodeRunReport {
   stderr: string;
   metrics: NodeRunMetrics;
   limitHit: LimitHit | null;
+  /** The job's network use and refusals, from the home's egress proxy (absent from homes without one). */
+  egress?: EgressReport;
 }
 
 export type NodeRunReply =
@@ -252,6 +261,7 @@ export const NodeRunReplySchema = z.discriminatedUnion("ok", [
           message: z.string(),
         })
         .nullable(),
+      egress: EgressReport.optional(),
     }),
   }),
   z.object({

@@ -7,6 +7,14 @@ import { containerNodeSandbox } from "./cloudflare/container-sandbox";
 import type { NodeSandbox } from "./node-sandbox";
 import { hostNodeSandbox } from "./host-sandbox";
 
+/**
+ * Whether the node home can give a job network: the local host runs an egress proxy per job; the
+ * container home does not have one yet (its jobs stay in a loopback-only namespace).
+ */
+export function nodeHomeHasNetwork(env: Pick<Env, "CORDON_HOST_URL">): boolean {
+  return Boolean(env.CORDON_HOST_URL);
+}
+
 export function nodeHomeFor(env: Env, cordon: TrustLevel, waitUntil: (promise: Promise<unknown>) => void): NodeSandbox {
   if (env.CORDON_HOST_URL) return hostNodeSandbox(env.CORDON_HOST_URL, env.CORDON_HOST_TOKEN);
   // `untrusted` has no node runtime (the cordon table), so it never reaches a container.

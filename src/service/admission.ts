@@ -3,19 +3,14 @@
  * Returns the rate information every way in reports (HTTP: RateLimit-* headers); a refusal is a
  * RATE_LIMITED CordonError carrying the same information.
  */
-import { CordonError, ErrorCode } from "../errors";
+import { CordonError, ErrorCode, type RateInfo } from "../errors";
 import type { Caller } from "../tenants/authenticate";
 
 export const RATE_WINDOW_MS = 60 * 60 * 1000;
 /** Margin past a job's timeout after which an unreleased lease frees itself. */
 const LEASE_MARGIN_MS = 30_000;
 
-export interface RateInfo {
-  limit: number;
-  remaining: number;
-  resetSeconds: number;
-  retryAfterSeconds?: number;
-}
+export type { RateInfo };
 
 export interface Admission {
   rate: RateInfo;

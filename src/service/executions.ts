@@ -8,6 +8,7 @@ import { CordonError, ErrorCode } from "../errors";
 import { instrumentJob, type ExportKind, type Violation } from "../edge/instrument";
 import { prepareEdgeJob } from "../edge/prepare";
 import { checkNodeCode, prepareNodeJob } from "../node/prepare";
+import { nodeHomeHasNetwork } from "../node/select-home";
 import { newId } from "../ids";
 import { effectiveTrustLevel } from "../policy/admission";
 import { CORDONS, type TrustLevel } from "../policy/trust";
@@ -38,7 +39,12 @@ async function admit(context: ServiceContext, job: ExecutionRequest): Promise<Ad
   // Static checks run before admission, so refused code does not use up the tenant's quota.
   const prepared =
     job.runtime === "node"
-      ? prepareNodeJob(job, { executionId, trustLevel, tenantId: caller.tenant.id })
+      ? prepareNodeJob(job, {
+          executionId,
+          trustLevel,
+          tenantId: caller.tenant.id,
+          networkAvailable: nodeHomeHasNetwork(env),
+        })
       : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
   const admission = await admitExecution(env, caller, prepared.limits.timeoutMs);
   return {

@@ -10,11 +10,9 @@ import {
   MAX_HELD_BODY_BYTES_PER_JOB,
   MAX_REPLAYABLE_BODY_BYTES,
   egressFetch,
-  gatewayConnect,
-  gatewayFetch,
-  type EgressGatewayProps,
   type Upstream,
-} from "../../src/egress/gateway";
+} from "../../src/egress/fetch";
+import { gatewayConnect, gatewayFetch, type EgressGatewayProps } from "../../src/egress/gateway";
 import { runWithEgress, type GatewayFactory } from "../../src/egress/run";
 import { MAX_REDIRECT_HOPS, type EgressPolicy } from "../../src/egress/policy";
 import { serveCanned } from "./upstream/index.js";

@@ -82,10 +82,4 @@ describe("network egress through the production runner", () => {
       /not available at trust level "low"/,
     );
   });
-
-  it("refuses network for node jobs", () => {
-    expect(ExecutionRequest.safeParse({ runtime: "node", code: "x", limits: { network: NETWORK } }).success).toBe(
-      false,
-    );
-  });
 });

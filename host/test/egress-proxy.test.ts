@@ -1,0 +1,247 @@
+/**
+ * The node jobs' egress proxy on its own, spoken to the way the sandbox reaches it: over its Unix
+ * socket. What goes through is sent to the tests' stand-in for the internet (cannedRoutes), so the
+ * checks run on real-looking host names while the bytes come from test/egress/upstream/index.js. The
+ * rules themselves are the edge gateway's (test/egress/*); these tests are about the proxy: absolute
+ * form, CONNECT tunnels to port 80 and 443, their metering and cut-off, and the end of the job.
+ */
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { EgressPolicy } from "../../src/egress/policy.ts";
+import { EGRESS_REFUSAL_HEADER } from "../../src/egress/fetch.ts";
+import { EgressProxy } from "../node/egress-proxy.ts";
+import { cannedRoutes, publicAddress } from "../node/egress-routes.ts";
+
+const UPSTREAM = fileURLToPath(new URL("../../test/egress/upstream/index.js", import.meta.url));
+const policy: EgressPolicy = {
+  allowedDomains: ["api.example.com"],
+  blockedDomains: [],
+  maxRequests: 5,
+  maxBytes: 10_000,
+};
+
+let routes: Awaited<ReturnType<typeof cannedRoutes>>;
+let dir: string;
+const proxies: EgressProxy[] = [];
+
+beforeAll(async () => {
+  routes = await cannedRoutes(UPSTREAM);
+  dir = mkdtempSync(join(tmpdir(), "cordon-egress-test-"));
+});
+
+afterEach(async () => {
+  await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
+});
+
+afterAll(async () => {
+  await routes.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let socketCount = 0;
+async function open(withPolicy: EgressPolicy | null = policy): Promise<{ proxy: EgressProxy; socketPath: string }> {
+  const socketPath = join(dir, `egress-${socketCount++}.sock`);
+  const proxy = await EgressProxy.open({
+    socketPath,
+    executionId: "job",
+    policy: withPolicy,
+    routes,
+    owner: undefined,
+  });
+  proxies.push(proxy);
+  return { proxy, socketPath };
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingMessage["headers"];
+  body: string;
+}
+
+/** One absolute-form request through the proxy's socket (how an HTTP client speaks to a proxy). */
+function viaProxy(socketPath: string, url: string, init: { method?: string; body?: string } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const outgoing = httpRequest({ socketPath, path: url, method: init.method ?? "GET" }, (incoming) => {
+      let body = "";
+      incoming.setEncoding("utf8");
+      incoming.on("data", (chunk: string) => (body += chunk));
+      incoming.on("end", () => resolve({ status: incoming.statusCode ?? 0, headers: incoming.headers, body }));
+      incoming.on("error", () => resolve({ status: incoming.statusCode ?? 0, headers: incoming.headers, body }));
+    });
+    outgoing.on("error", reject);
+    outgoing.end(init.body);
+  });
+}
+
+/** Opens a CONNECT tunnel; resolves with the proxy's answer and, when it said 200, the tunnel. */
+function tunnel(socketPath: string, authority: string): Promise<{ status: number; socket?: Socket; body: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = httpRequest({ socketPath, method: "CONNECT", path: authority });
+    outgoing.on("connect", (incoming: IncomingMessage, socket: Socket) => {
+      resolve({ status: incoming.statusCode ?? 0, socket, body: "" });
+    });
+    // A refused CONNECT is an ordinary response to Node's client.
+    outgoing.on("response", (incoming: IncomingMessage) => {
+      let body = "";
+      incoming.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      incoming.on("end", () => resolve({ status: incoming.statusCode ?? 0, body }));
+    });
+    outgoing.on("error", reject);
+    outgoing.end();
+  });
+}
+
+/** Writes raw bytes into a tunnel and collects everything until the far end closes it. */
+function exchange(socket: Socket, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString()));
+    socket.on("close", () => resolve(received));
+    socket.on("error", () => undefined);
+    socket.write(text);
+  });
+}
+
+const rawGet = (path: string, host = "api.example.com") =>
+  `GET ${path} HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`;
+
+describe("plain HTTP in absolute form", () => {
+  it("answers an allowed host through the upstream and counts the request and body bytes", async () => {
+    const { proxy, socketPath } = await open();
+    const answer = await viaProxy(socketPath, "http://api.example.com/hello");
+    expect(answer).toMatchObject({ status: 200, body: "hello from api.example.com" });
+    expect(proxy.report()).toMatchObject({ requests: 1, bytesSent: 0, bytesReceived: 26, refusedCount: 0 });
+  });
+
+  it("forwards a request body", async () => {
+    const { proxy, socketPath } = await open();
+    const answer = await viaProxy(socketPath, "http://api.example.com/echo", { method: "POST", body: "payload" });
+    expect(JSON.parse(answer.body)).toMatchObject({ method: "POST", body: "payload" });
+    expect(proxy.report().bytesSent).toBe(7);
+  });
+
+  it("refuses an unlisted host with the marker header and records it", async () => {
+    const { proxy, socketPath } = await open();
+    const answer = await viaProxy(socketPath, "http://evil.example.net/");
+    expect(answer.status).toBe(403);
+    expect(answer.headers[EGRESS_REFUSAL_HEADER]).toBe("not_allowlisted");
+    expect(proxy.report()).toMatchObject({
+      requests: 0,
+      refusals: [{ rule: "not_allowlisted", host: "evil.example.net" }],
+    });
+  });
+
+  it("refuses origin-form requests: it is a proxy, not a server", async () => {
+    const { proxy, socketPath } = await open();
+    const answer = await viaProxy(socketPath, "/hello");
+    expect(answer.status).toBe(400);
+    expect(proxy.report().requests).toBe(0);
+  });
+
+  it("refuses everything, naming the host, when the job has no network", async () => {
+    const { proxy, socketPath } = await open(null);
+    expect((await viaProxy(socketPath, "http://api.example.com/hello")).status).toBe(403);
+    expect((await tunnel(socketPath, "api.example.com:443")).status).toBe(403);
+    expect(proxy.report()).toMatchObject({
+      requests: 0,
+      refusedCount: 2,
+      refusals: [
+        { rule: "network_disabled", host: "api.example.com" },
+        { rule: "network_disabled", host: "api.example.com" },
+      ],
+    });
+  });
+});
+
+describe("CONNECT tunnels", () => {
+  it("serves plain HTTP inside a tunnel to port 80 request by request, for the tunnel's host only", async () => {
+    const { proxy, socketPath } = await open();
+    const opened = await tunnel(socketPath, "api.example.com:80");
+    expect(opened.status).toBe(200);
+    // The Host header names another site: the tunnel's host is what was checked, and what is used.
+    const received = await exchange(opened.socket!, rawGet("/hello", "evil.example.net"));
+    expect(received).toMatch(/^HTTP\/1\.1 200/);
+    expect(received).toContain("hello from api.example.com");
+    expect(proxy.report()).toMatchObject({ requests: 1, bytesReceived: 26, refusedCount: 0 });
+  });
+
+  it("refuses an absolute-form target inside a port-80 tunnel (it would name another host)", async () => {
+    const { proxy, socketPath } = await open();
+    const opened = await tunnel(socketPath, "api.example.com:80");
+    const received = await exchange(opened.socket!, rawGet("http://evil.example.net/hello"));
+    expect(received).toMatch(/^HTTP\/1\.1 400/);
+    expect(proxy.report().requests).toBe(0);
+  });
+
+  it("refuses a tunnel to an unlisted host, an IP or another port before connecting anywhere", async () => {
+    const { proxy, socketPath } = await open();
+    for (const authority of ["evil.example.net:443", "10.0.0.1:443", "api.example.com:22"]) {
+      expect((await tunnel(socketPath, authority)).status).toBe(403);
+    }
+    expect(proxy.report().refusals.map((refusal) => refusal.rule)).toEqual([
+      "not_allowlisted",
+      "private_address",
+      "port_not_allowed",
+    ]);
+    expect(proxy.report().requests).toBe(0);
+  });
+
+  it("counts a tunnel to port 443 as one request and its bytes both ways", async () => {
+    const { proxy, socketPath } = await open();
+    const opened = await tunnel(socketPath, "api.example.com:443");
+    expect(opened.status).toBe(200);
+    const sent = rawGet("/hello");
+    const received = await exchange(opened.socket!, sent);
+    expect(received).toContain("hello from api.example.com");
+    expect(proxy.report()).toMatchObject({
+      requests: 1,
+      bytesSent: Buffer.byteLength(sent),
+      bytesReceived: Buffer.byteLength(received),
+    });
+  });
+
+  it("cuts a tunnel exactly at the byte budget and records the refusal", async () => {
+    const { proxy, socketPath } = await open({ ...policy, maxBytes: 120 });
+    const opened = await tunnel(socketPath, "api.example.com:443");
+    const sent = rawGet("/bytes?n=5000");
+    const received = await exchange(opened.socket!, sent);
+    expect(Buffer.byteLength(received)).toBe(120 - Buffer.byteLength(sent));
+    expect(proxy.report()).toMatchObject({ bytesSent: Buffer.byteLength(sent), refusals: [{ rule: "byte_budget" }] });
+    expect(proxy.report().bytesSent + proxy.report().bytesReceived).toBe(120);
+  });
+
+  it("refuses the tunnel past the request budget", async () => {
+    const { proxy, socketPath } = await open({ ...policy, maxRequests: 1 });
+    const first = await tunnel(socketPath, "api.example.com:443");
+    expect(first.status).toBe(200);
+    first.socket!.destroy();
+    expect((await tunnel(socketPath, "api.example.com:443")).status).toBe(403);
+    expect(proxy.report()).toMatchObject({ requests: 1, refusals: [{ rule: "request_budget" }] });
+  });
+});
+
+describe("the end of the job", () => {
+  it("cuts open tunnels, removes the socket and refuses nothing more afterwards", async () => {
+    const { proxy, socketPath } = await open();
+    const opened = await tunnel(socketPath, "api.example.com:443");
+    const closed = new Promise((resolve) => opened.socket!.once("close", resolve));
+    opened.socket!.on("error", () => undefined);
+    expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+    await proxy.close();
+    await closed;
+    await expect(
+      new Promise((resolve, reject) => connect(socketPath).once("connect", resolve).once("error", reject)),
+    ).rejects.toMatchObject({ code: "ENOENT" });
+  });
+});
+
+describe("public routes", () => {
+  it("refuses a name that resolves to a private address (a listed name cannot point into the host)", async () => {
+    await expect(publicAddress("localhost")).rejects.toThrow(/resolves to .*(loopback|private)/);
+  });
+});
