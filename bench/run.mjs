@@ -23,7 +23,7 @@ const SEQUENTIAL_REQUESTS = positiveInt(flags.n, "--n");
 const CONCURRENCY = positiveInt(flags.concurrency, "--concurrency");
 const THROUGHPUT_REQUESTS = 800;
 const WARMUP_REQUESTS = 30;
-const DEADLINE_MS = 5 * 60_000;
+const DEADLINE_MS = 10 * 60_000;
 const READY_TIMEOUT_MS = 120_000;
 /** Once /healthz answers, a job should run within this (the dev key is minted right after). */
 const FIRST_JOB_TIMEOUT_MS = 20_000;
@@ -38,6 +38,12 @@ const RESULTS_DIR = join(ROOT, "bench", "results");
 const DEV_KEY_FILE = join(ROOT, ".wrangler", "cordon-dev-key.json");
 const INPUT = { a: 2, b: 3 };
 const EDGE_CODE = "export default async function (input) { return input.a + input.b }";
+const NODE_JOB = { runtime: "node", code: "module.exports = async function ({ input }) { return input.a + input.b }" };
+/** Between sequential node jobs, so a refill (which waits for an idle runner) is done before the next. */
+const NODE_PAUSE_MS = 150;
+const NODE_CONCURRENCY = 4;
+/** Node targets run fewer sequential jobs: each one waits NODE_PAUSE_MS after it. */
+const NODE_SEQUENTIAL_REQUESTS = 100;
 /** Sequential runs of a bare sandboxed Node start, the node path's floor. */
 const BARE_SPAWNS = 30;
 const EXPECTED = INPUT.a + INPUT.b;
@@ -82,10 +88,21 @@ async function main() {
   const targets = [
     executionTarget("edge job via POST /v1/executions (local: supervised runner)", product),
     executionTarget("edge job via POST /v1/executions (in-process runner, production shape)", inProcess),
-    executionTarget("node job via POST /v1/executions (local host, bubblewrap, warm pool on)", product, {
-      runtime: "node",
-      code: "module.exports = async function ({ input }) { return input.a + input.b }",
+    // A pause between sequential requests lets the pool refill (it refills only when the runner is idle),
+    // so this target measures warm-pool hits; its burst at c=4 shows how the pool copes under load.
+    executionTarget("node job via POST /v1/executions (local host, warm pool on)", product, () => NODE_JOB, {
+      pauseMs: NODE_PAUSE_MS,
+      concurrency: NODE_CONCURRENCY,
+      sequentialCount: NODE_SEQUENTIAL_REQUESTS,
     }),
+    // Alternating shapes at another cordon: each job finds the pool holding the other shape, so it starts
+    // cold (a cordon keeps sandboxes of its latest job's shape; coldStart in each reply confirms it).
+    executionTarget(
+      "node job via POST /v1/executions (local host, cold start)",
+      product,
+      (i) => ({ ...NODE_JOB, trustLevel: "medium", memory: i % 2 === 0 ? 256 : 257 }),
+      { pauseMs: NODE_PAUSE_MS, sequentialCount: NODE_SEQUENTIAL_REQUESTS, burst: false },
+    ),
     {
       name: "floor: bare LOADER.load() worker",
       request: () =>
@@ -98,7 +115,7 @@ async function main() {
       correct: (body) => JSON.parse(body).ok === true,
     },
   ];
-  const [edge, edgeInProcess, , bare, health] = targets;
+  const [edge, edgeInProcess, nodeWarm, nodeCold, bare, health] = targets;
 
   await Promise.all([waitReady(health, READY_TIMEOUT_MS), waitReady(bare, READY_TIMEOUT_MS)]);
   // The dev script mints (or revalidates) its key only once the product is up, so re-read it until a job runs.
@@ -112,14 +129,21 @@ async function main() {
   for (const target of targets) {
     await sequential(target, WARMUP_REQUESTS);
     target.errors = [];
-    target.latenciesMs = await sequential(target, SEQUENTIAL_REQUESTS);
-    target.requestsPerSecond = await throughput(target, THROUGHPUT_REQUESTS, CONCURRENCY);
+    target.samples = await sequential(target, target.sequentialCount ?? SEQUENTIAL_REQUESTS);
+    target.latenciesMs = target.samples.map((sample) => sample.ms);
+    const burst =
+      target.burst === false
+        ? { requestsPerSecond: NaN, samples: [] }
+        : await throughput(target, THROUGHPUT_REQUESTS, target.concurrency ?? CONCURRENCY);
+    target.requestsPerSecond = burst.requestsPerSecond;
+    target.burstSamples = burst.samples;
     console.log(`[bench] done: ${target.name}`);
   }
 
   const spawnP50Ms = bareSandboxSpawnP50();
   const report =
     formatReport(targets, [edge, edgeInProcess], bare) +
+    formatNodeReport({ edge, nodeWarm, nodeCold, spawnP50Ms }) +
     (spawnP50Ms === undefined
       ? "\nbare `bwrap --unshare-all … node -e 0`: not measured (bwrap missing)\n"
       : `\nbare \`bwrap --unshare-all … node -e 0\` (the node path's floor): p50 ${fixed(spawnP50Ms)} ms over ${BARE_SPAWNS} sequential spawns\n`);
@@ -128,9 +152,11 @@ async function main() {
   console.log("[bench] written to bench/results/latest.md");
 }
 
-function executionTarget(name, baseUrl, job = { runtime: "edge", code: EDGE_CODE }) {
+function executionTarget(name, baseUrl, jobOf = () => ({ runtime: "edge", code: EDGE_CODE }), options = {}) {
+  let sent = 0;
   return {
     name,
+    ...options,
     request: () =>
       fetch(`${baseUrl}/v1/executions`, {
         method: "POST",
@@ -138,14 +164,17 @@ function executionTarget(name, baseUrl, job = { runtime: "edge", code: EDGE_CODE
           "content-type": "application/json",
           ...(productKey ? { authorization: `Bearer ${productKey}` } : {}),
         },
-        body: JSON.stringify({ ...job, input: INPUT }),
+        body: JSON.stringify({ ...jobOf(sent++), input: INPUT }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       }),
     correct: (body) => JSON.parse(body).output === EXPECTED,
   };
 }
 
-/** One request, timed from send to the last byte of the body; a non-200 or wrong answer is an error. */
+/**
+ * One request, timed from send to the last byte of the body; a non-200 or wrong answer is an error.
+ * Returns the time and, for a node job, whether it started cold (its reply's metrics.coldStart).
+ */
 async function timed(target) {
   if (stopping) throw new Error("stopped before the end"); // by a signal or the deadline
   const startedMs = performance.now();
@@ -160,7 +189,16 @@ async function timed(target) {
   }
   const elapsedMs = performance.now() - startedMs;
   if (status !== 200 || !isCorrect(target, body)) (target.errors ??= []).push({ status, body });
-  return elapsedMs;
+  return { ms: elapsedMs, coldStart: coldStartOf(body) };
+}
+
+function coldStartOf(body) {
+  try {
+    const coldStart = JSON.parse(body).metrics?.coldStart;
+    return typeof coldStart === "boolean" ? coldStart : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function isCorrect(target, body) {
@@ -172,23 +210,27 @@ function isCorrect(target, body) {
 }
 
 async function sequential(target, count) {
-  const latenciesMs = [];
-  for (let i = 0; i < count; i++) latenciesMs.push(await timed(target));
-  return latenciesMs;
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    samples.push(await timed(target));
+    if (target.pauseMs) await new Promise((resolve) => setTimeout(resolve, target.pauseMs));
+  }
+  return samples;
 }
 
-/** `concurrency` workers share one budget of `count` requests; the result is requests per second. */
+/** `concurrency` workers share one budget of `count` requests: requests per second, and every sample. */
 async function throughput(target, count, concurrency) {
   let issued = 0;
+  const samples = [];
   const worker = async () => {
     while (issued < count) {
       issued++;
-      await timed(target);
+      samples.push(await timed(target));
     }
   };
   const startedMs = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return count / ((performance.now() - startedMs) / 1000);
+  return { requestsPerSecond: count / ((performance.now() - startedMs) / 1000), samples };
 }
 
 async function waitReady(target, timeoutMs, beforeAttempt = () => {}) {
@@ -221,10 +263,11 @@ function readDevKey() {
 
 function formatReport(targets, edges, bare) {
   const rows = targets.map((t) => {
-    const measured = t.latenciesMs.length + THROUGHPUT_REQUESTS;
+    const measured = t.latenciesMs.length + t.burstSamples.length;
+    const rate = t.burst === false ? "–" : `${fixed(t.requestsPerSecond, 0)} @ c=${t.concurrency ?? CONCURRENCY}`;
     return (
       `| ${t.name} | ${fixed(percentile(t.latenciesMs, 50))} | ${fixed(percentile(t.latenciesMs, 99))} | ` +
-      `${fixed(t.requestsPerSecond, 0)} | ${t.errors.length} / ${measured} |`
+      `${rate} | ${t.errors.length} / ${measured} |`
     );
   });
   const ratios = edges.map((edge) => {
@@ -236,7 +279,7 @@ function formatReport(targets, edges, bare) {
     return `${edge.name} / floor: p50 ×${p50Ratio.toFixed(2)} (target ≤ ${TARGET_P50_RATIO}: ${verdict}), throughput ×${rpsRatio.toFixed(2)}`;
   });
   const lines = [
-    `| target | p50 ms | p99 ms | req/s @ c=${CONCURRENCY} | errors |`,
+    "| target | p50 ms | p99 ms | req/s | errors |",
     "| --- | ---: | ---: | ---: | ---: |",
     ...rows,
     "",
@@ -249,6 +292,52 @@ function formatReport(targets, edges, bare) {
     const { status, body } = t.errors[0];
     lines.push("", `first error from ${t.name}: ${status} ${body.slice(0, 500)}`);
   }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The node path against its targets: warm-pool hit ≤ 2× the edge job, cold ≤ 1.3× (bare spawn + edge job). */
+function formatNodeReport({ edge, nodeWarm, nodeCold, spawnP50Ms }) {
+  const p50Of = (samples, cold) =>
+    percentile(
+      samples.filter((s) => s.coldStart === cold).map((s) => s.ms),
+      50,
+    );
+  const count = (samples, cold) => samples.filter((s) => s.coldStart === cold).length;
+  const edgeP50 = percentile(edge.latenciesMs, 50);
+  const warmP50 = p50Of(nodeWarm.samples, false);
+  const coldP50 = p50Of(nodeCold.samples, true);
+  const verdict = (value, bound) => (!Number.isFinite(value) ? "n/a" : value <= bound ? "met" : "NOT met");
+  const lines = [
+    "",
+    `node path (sequential with ${NODE_PAUSE_MS} ms between requests, burst at c=${NODE_CONCURRENCY}):`,
+    "",
+    "| node measure | p50 ms | target | verdict |",
+    "| --- | ---: | --- | --- |",
+    `| warm-pool hit (${count(nodeWarm.samples, false)} of ${nodeWarm.samples.length} sequential jobs) | ${fixed(warmP50)} | ≤ 2 × edge p50 = ${fixed(2 * edgeP50)} | ${verdict(warmP50, 2 * edgeP50)} |`,
+  ];
+  if (spawnP50Ms !== undefined) {
+    const bound = 1.3 * (spawnP50Ms + edgeP50);
+    lines.push(
+      `| cold start (${count(nodeCold.samples, true)} of ${nodeCold.samples.length} sequential jobs) | ${fixed(coldP50)} | ≤ 1.3 × (bare spawn ${fixed(spawnP50Ms)} + edge ${fixed(edgeP50)}) = ${fixed(bound)} | ${verdict(coldP50, bound)} |`,
+    );
+  }
+  const burst = nodeWarm.burstSamples;
+  lines.push(
+    "",
+    `under load (${THROUGHPUT_REQUESTS} jobs at c=${NODE_CONCURRENCY}, warm pool on): ${fixed(nodeWarm.requestsPerSecond, 1)} jobs/s, ` +
+      `${count(burst, false)} warm hits and ${count(burst, true)} cold starts, p50 ${fixed(
+        percentile(
+          burst.map((s) => s.ms),
+          50,
+        ),
+      )} ms, ` +
+      `p99 ${fixed(
+        percentile(
+          burst.map((s) => s.ms),
+          99,
+        ),
+      )} ms (refills wait for an idle slot, so a burst starts jobs cold instead of waiting)`,
+  );
   return `${lines.join("\n")}\n`;
 }
 

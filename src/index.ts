@@ -5,6 +5,7 @@ export { JobBindings } from "./bindings/entrypoint";
 export { EgressGateway } from "./egress/gateway";
 export { ExecutionTracker } from "./durable/execution-tracker";
 export { RateLimiter } from "./durable/rate-limiter";
+export { SandboxPool } from "./durable/sandbox-pool";
 export { NodeSandboxHigh, NodeSandboxLow, NodeSandboxMedium } from "./node/cloudflare/sandbox-classes";
 export { SandboxService } from "./rpc/sandbox-service";
 

@@ -17,8 +17,16 @@ export function nodeHomeHasNetwork(env: Pick<Env, "CORDON_HOST_URL">): boolean {
 
 export function nodeHomeFor(env: Env, cordon: TrustLevel, waitUntil: (promise: Promise<unknown>) => void): NodeSandbox {
   if (env.CORDON_HOST_URL) return hostNodeSandbox(env.CORDON_HOST_URL, env.CORDON_HOST_TOKEN);
+  const pool = env.SANDBOX_POOL.get(env.SANDBOX_POOL.idFromName(cordon));
+  return containerNodeSandbox(sandboxNamespaceFor(env, cordon), { waitUntil, pool: { cordon, stub: pool } });
+}
+
+/** The Sandbox class (and so the container instance type) of a cordon. */
+export function sandboxNamespaceFor(env: Env, cordon: TrustLevel) {
   // `untrusted` has no node runtime (the cordon table), so it never reaches a container.
-  const namespace =
-    cordon === "high" ? env.NODE_SANDBOX_HIGH : cordon === "medium" ? env.NODE_SANDBOX_MEDIUM : env.NODE_SANDBOX_LOW;
-  return containerNodeSandbox(namespace, { waitUntil });
+  return cordon === "high"
+    ? env.NODE_SANDBOX_HIGH
+    : cordon === "medium"
+      ? env.NODE_SANDBOX_MEDIUM
+      : env.NODE_SANDBOX_LOW;
 }

@@ -563,3 +563,57 @@ describe("the container home: teardown", () => {
     expect(sandbox.log.at(-1)).toBe("destroy");
   });
 });
+
+describe("the container home with the cordon's warm pool", () => {
+  /** The pool as the home sees it over RPC: hands out `leaseOf(executionId)` and records what it is told. */
+  function fakePool(warm: boolean) {
+    const calls: string[] = [];
+    const leases = new Map<string, string>();
+    const stub = {
+      async take(cordon: string, executionId: string) {
+        calls.push(`take ${cordon} ${executionId}`);
+        leases.set(executionId, `pool-sandbox-for-${executionId}`);
+        return { sandboxId: `pool-sandbox-for-${executionId}`, warm };
+      },
+      async sandboxOf(_cordon: string, executionId: string) {
+        return leases.get(executionId);
+      },
+      async finished(cordon: string, executionId: string) {
+        calls.push(`finished ${cordon} ${executionId}`);
+      },
+    };
+    return { calls, pool: { cordon: "medium" as const, stub } };
+  }
+
+  it.each([true, false])(
+    "runs in the sandbox the pool leased (warm: %s), says so in coldStart, and ends the lease after the teardown",
+    async (warm) => {
+      const sandbox = container((nonce) => ({ records: records(nonce, ready, returned(0, "42"), done) }));
+      const { calls, pool } = fakePool(warm);
+      const job = request();
+      const { reply, opened } = await run(sandbox, job, { pool });
+      expect(opened).toEqual([`pool-sandbox-for-${job.executionId}`]);
+      expect(reportOf(reply).metrics.coldStart).toBe(!warm);
+      expect(sandbox.log.at(-1)).toBe("destroy");
+      expect(calls).toEqual([`take medium ${job.executionId}`, `finished medium ${job.executionId}`]);
+    },
+  );
+
+  it("cancels the job's pooled sandbox, found through the pool", async () => {
+    const { calls, pool } = fakePool(true);
+    const sandbox = new FakeSandbox(() => execResult(""));
+    const opened: string[] = [];
+    const home = nodeSandboxOn(
+      (id) => {
+        opened.push(id);
+        return sandbox;
+      },
+      { pool },
+    );
+    await pool.stub.take("medium", "exec_cancelled");
+    await home.cancel("exec_cancelled");
+    expect(opened).toEqual(["pool-sandbox-for-exec_cancelled"]);
+    expect(sandbox.log).toEqual(["destroy"]);
+    expect(calls).toContain("finished medium exec_cancelled");
+  });
+});

@@ -14,6 +14,7 @@ import { getSandbox, type Sandbox } from "@cloudflare/sandbox";
 import {
   LIMIT_HITS,
   NodeRunRequest,
+  type NodeCordon,
   type CallOutcome,
   type ErrorInfo,
   type LimitHit,
@@ -31,6 +32,7 @@ import {
 } from "./container-output";
 import { CONTAINER_PATHS, SETUP_FAILED_STATUS, jobCommand, jobEnvironment, type JobPlan } from "./job-script";
 import type { NodeSandbox } from "../node-sandbox";
+import type { PoolLease, SandboxPoolApi, SandboxStarter } from "../../durable/sandbox-pool";
 
 /** The part of the SDK's sandbox stub the adapter uses; the tests drive a fake of exactly this. */
 export type SandboxLike = Pick<Sandbox, "writeFile" | "exec" | "destroy">;
@@ -48,6 +50,8 @@ export interface ContainerNodeSandboxOptions {
   isolateNetwork?: boolean;
   /** Runs the sandbox's teardown after the reply (e.g. ctx.waitUntil); by default the reply waits for it. */
   waitUntil?: (promise: Promise<unknown>) => void;
+  /** The cordon's warm pool (src/durable/sandbox-pool.ts); without it every job starts a fresh sandbox. */
+  pool?: { cordon: NodeCordon; stub: Pick<SandboxPoolApi, "take" | "sandboxOf" | "finished"> };
 }
 
 const MiB = 1024 * 1024;
@@ -60,6 +64,8 @@ const STREAM_CAP_BYTES = 64 * 1024;
 const RECORDS_HARD_CAP_BYTES = 16 * MiB;
 /** The script's own work around the job (sealing paths, counting files, encoding), on a fractional vCPU. */
 const EXEC_MARGIN_MS = 15_000;
+/** A container that has not run its first command by then is not kept in the pool. */
+const BOOT_TIMEOUT_MS = 60_000;
 /** The SDK leaves bounding destroy() to its caller (it can hang on an unresponsive control plane). */
 const DESTROY_TIMEOUT_MS = 30_000;
 /** How often the script's guard counts the job's processes and files. */
@@ -85,6 +91,22 @@ export function containerNodeSandbox<T extends Sandbox<Env>>(
   options: ContainerNodeSandboxOptions = {},
 ): NodeSandbox {
   return nodeSandboxOn((sandboxId) => getSandbox(namespace, sandboxId, SANDBOX_OPTIONS), options);
+}
+
+/** Boots and destroys pooled sandboxes of one Sandbox namespace, for the cordon's SandboxPool. */
+export function containerStarter<T extends Sandbox<Env>>(namespace: DurableObjectNamespace<T>): SandboxStarter {
+  return sandboxStarterOn((sandboxId) => getSandbox(namespace, sandboxId, SANDBOX_OPTIONS));
+}
+
+/** The starter on any source of sandboxes: a sandbox is warm once its container has run a command. */
+export function sandboxStarterOn(open: (sandboxId: string) => Pick<Sandbox, "exec" | "destroy">): SandboxStarter {
+  return {
+    async warm(sandboxId) {
+      const booted = await open(sandboxId).exec("true", { timeout: BOOT_TIMEOUT_MS });
+      if (booted.exitCode !== 0) throw new Error(`the sandbox's first command exited with ${booted.exitCode}`);
+    },
+    destroy: (sandboxId) => destroy(open(sandboxId)),
+  };
 }
 
 /** The same home on any source of sandboxes (the tests pass a fake). */
@@ -116,25 +138,48 @@ class ContainerNodeSandbox implements NodeSandbox {
       };
     }
     let sandbox: SandboxLike;
+    let lease: PoolLease;
     try {
-      sandbox = this.#open(await sandboxIdFor(request.executionId));
+      lease = await this.#lease(request.executionId);
+      sandbox = this.#open(lease.sandboxId);
     } catch (error) {
       return unavailable(`no sandbox for the job: ${describe(error)}`);
     }
     try {
-      return await this.#runIn(sandbox, request);
+      const reply = await this.#runIn(sandbox, request);
+      if (reply.ok) reply.report.metrics.coldStart = !lease.warm;
+      return reply;
     } finally {
-      const teardown = destroy(sandbox);
+      const teardown = destroy(sandbox).then(() => this.#finished(request.executionId));
       if (this.#options.waitUntil) this.#options.waitUntil(teardown);
       else await teardown;
     }
+  }
+
+  /** The job's sandbox: from the cordon's pool when there is one, else named after the job. */
+  async #lease(executionId: string): Promise<PoolLease> {
+    const pool = this.#options.pool;
+    if (!pool) return { sandboxId: await sandboxIdFor(executionId), warm: false };
+    return pool.stub.take(pool.cordon, executionId);
+  }
+
+  async #sandboxOf(executionId: string): Promise<string> {
+    const pool = this.#options.pool;
+    const pooled = pool ? await pool.stub.sandboxOf(pool.cordon, executionId) : undefined;
+    return pooled ?? sandboxIdFor(executionId);
+  }
+
+  async #finished(executionId: string): Promise<void> {
+    const pool = this.#options.pool;
+    await pool?.stub.finished(pool.cordon, executionId).catch(() => undefined);
   }
 
   async cancel(executionId: string): Promise<void> {
     // destroy() alone: it kills every process with the container and never starts a stopped one, which
     // any other call (killAllProcesses included) would do; the job's exec is not an SDK process anyway.
     try {
-      await destroy(this.#open(await sandboxIdFor(executionId)));
+      await destroy(this.#open(await this.#sandboxOf(executionId)));
+      await this.#finished(executionId);
     } catch {
       // best effort, like the local home's cancel
     }
@@ -393,7 +438,7 @@ async function written(write: ReturnType<SandboxLike["writeFile"]>, path: string
 }
 
 /** Never throws and never waits longer than DESTROY_TIMEOUT_MS. */
-async function destroy(sandbox: SandboxLike): Promise<void> {
+async function destroy(sandbox: Pick<SandboxLike, "destroy">): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const bound = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, DESTROY_TIMEOUT_MS);
