@@ -79,12 +79,9 @@ async function main() {
   start("product", process.execPath, ["scripts/dev.mjs"], {
     PORT: String(productPort),
     CORDON_HOST_PORT: String(hostPort),
+    // No warm pool at `medium`: the cold-start target runs there.
+    CORDON_NODE_WARM: "high=1,medium=0,low=1",
   });
-  start("floor", "wrangler", ["dev", "-c", "bench/floor/wrangler.toml", "--port", String(floorPort)]);
-  // The same dispatcher with CORDON_HOST_URL empty: jobs run in its own Worker Loader, the shape it has
-  // in production. It shares the local D1 (and so the dev key) with the product above.
-  start("inprocess", "wrangler", ["dev", "--port", String(inProcessPort), "--var", "CORDON_HOST_URL:"]);
-
   const targets = [
     executionTarget("edge job via POST /v1/executions (local: supervised runner)", product),
     executionTarget("edge job via POST /v1/executions (in-process runner, production shape)", inProcess),
@@ -95,12 +92,12 @@ async function main() {
       concurrency: NODE_CONCURRENCY,
       sequentialCount: NODE_SEQUENTIAL_REQUESTS,
     }),
-    // Alternating shapes at another cordon: each job finds the pool holding the other shape, so it starts
-    // cold (a cordon keeps sandboxes of its latest job's shape; coldStart in each reply confirms it).
+    // The `medium` cordon has no warm pool in this run, so every job there starts a fresh sandbox
+    // (coldStart in each reply confirms it).
     executionTarget(
       "node job via POST /v1/executions (local host, cold start)",
       product,
-      (i) => ({ ...NODE_JOB, trustLevel: "medium", memory: i % 2 === 0 ? 256 : 257 }),
+      () => ({ ...NODE_JOB, trustLevel: "medium" }),
       { pauseMs: NODE_PAUSE_MS, sequentialCount: NODE_SEQUENTIAL_REQUESTS, burst: false },
     ),
     {
@@ -117,7 +114,13 @@ async function main() {
   ];
   const [edge, edgeInProcess, nodeWarm, nodeCold, bare, health] = targets;
 
-  await Promise.all([waitReady(health, READY_TIMEOUT_MS), waitReady(bare, READY_TIMEOUT_MS)]);
+  // One wrangler at a time: two starting together can pick the same port for an internal socket.
+  await waitReady(health, READY_TIMEOUT_MS);
+  start("floor", "wrangler", ["dev", "-c", "bench/floor/wrangler.toml", "--port", String(floorPort)]);
+  await waitReady(bare, READY_TIMEOUT_MS);
+  // The same dispatcher with CORDON_HOST_URL empty: jobs run in its own Worker Loader, the shape it has
+  // in production. It shares the local D1 (and so the dev key) with the product above.
+  start("inprocess", "wrangler", ["dev", "--port", String(inProcessPort), "--var", "CORDON_HOST_URL:"]);
   // The dev script mints (or revalidates) its key only once the product is up, so re-read it until a job runs.
   await waitReady(edge, FIRST_JOB_TIMEOUT_MS, () => (productKey = process.env.CORDON_KEY ?? readDevKey()));
   await waitReady(edgeInProcess, READY_TIMEOUT_MS);

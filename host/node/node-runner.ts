@@ -24,7 +24,7 @@ import {
   type PackageCacheStatus,
   type PackageLease,
 } from "./package-cache.ts";
-import type { NodeRunReply, NodeRunRequest } from "./protocol.ts";
+import { NODE_CORDONS, type NodeCordon, type NodeRunReply, type NodeRunRequest } from "./protocol.ts";
 import { findTools, systemLayout } from "./sandbox-command.ts";
 import { HAND_OFF_FAILED, SandboxJob, type ExtraMetrics } from "./sandbox-job.ts";
 import { Sandbox, handOffLimitsOf, shapeOf, type JobEnvironment, type SandboxShape } from "./sandbox.ts";
@@ -50,8 +50,8 @@ export interface NodeRunnerOptions {
   toolPath?: string;
   /** false: never use cgroups, only the rlimit fallbacks (default true: use whatever is writable). */
   cgroups?: boolean;
-  /** Warm sandboxes kept per trust cordon (default 1; 0: every job starts cold). */
-  warmPerCordon?: number;
+  /** Warm sandboxes kept per trust cordon: one number for all, or per cordon (default 1; 0: cold starts only). */
+  warmPerCordon?: number | Partial<Record<NodeCordon, number>>;
   /** Where installed package sets are cached (default <os.tmpdir()>/cordon-node-packages). */
   packageCacheRoot?: string;
   /** Bytes of cached package sets kept before the least recently used are removed (default 1 GiB). */
@@ -62,6 +62,11 @@ export interface NodeRunnerOptions {
   registry?: string;
   /** npm's package directory (holding bin/npm-cli.js); default: found from `npm` on PATH. */
   npmRoot?: string;
+  /**
+   * true: one cache entry per package set for all tenants (fewer installs; a tenant can then tell that
+   * another used the same set). Default false: each tenant's sets are installed and cached apart.
+   */
+  sharePackagesAcrossTenants?: boolean;
   /** Where jobs' egress proxies send what they let through (default: the network, see egress-routes.ts). */
   egress?: EgressRoutes;
 }
@@ -86,12 +91,14 @@ export class NodeRunner {
   readonly #jobs = new Map<string, SandboxJob>();
   readonly #pool: WarmPool | undefined;
   readonly #packages: PackageCache | undefined;
+  readonly #sharePackages: boolean;
   /** Sandboxes of finished jobs still being removed (close() waits for them). */
   readonly #cleanups = new Set<Promise<void>>();
   #running = 0;
 
   constructor(options: NodeRunnerOptions = {}) {
     this.#maxConcurrent = options.maxConcurrent ?? 4;
+    this.#sharePackages = options.sharePackagesAcrossTenants ?? false;
     const { tools, missing } = findTools(options.toolPath);
     const root = process.getuid?.() === 0;
     if (!tools) {
@@ -132,7 +139,7 @@ export class NodeRunner {
     });
     const packages = this.#packages;
     this.#pool = new WarmPool({
-      perCordon: options.warmPerCordon ?? 1,
+      perCordon: warmSizes(options.warmPerCordon),
       canRefill: () => this.#running < this.#maxConcurrent && this.#waiting.length === 0,
       start: (shape, limits) => {
         // A warm sandbox holds its own lease on its packages, so they stay cached while it waits.
@@ -170,7 +177,8 @@ export class NodeRunner {
     const extra: ExtraMetrics = {};
     let lease: PackageLease | undefined;
     if (request.packages && request.packages.length > 0) {
-      const resolved = await this.#installFor(request.packages);
+      const scope = this.#sharePackages ? "all-tenants" : `tenant:${request.tenantId ?? ""}`;
+      const resolved = await this.#installFor(request.packages, scope);
       if (!resolved.ok) return resolved.reply;
       lease = resolved.lease;
       extra.installMs = resolved.installMs;
@@ -220,7 +228,8 @@ export class NodeRunner {
     if (!pool?.enabled) return false;
     let lease: PackageLease | undefined;
     if (request.packages && request.packages.length > 0) {
-      const resolved = await this.#installFor(request.packages);
+      const scope = this.#sharePackages ? "all-tenants" : `tenant:${request.tenantId ?? ""}`;
+      const resolved = await this.#installFor(request.packages, scope);
       if (!resolved.ok) return false;
       lease = resolved.lease;
     }
@@ -250,12 +259,13 @@ export class NodeRunner {
 
   async #installFor(
     specs: string[],
+    scope: string,
   ): Promise<
     | { ok: true; lease: PackageLease; installMs: number; outcome: ExtraMetrics["packageCache"] }
     | { ok: false; reply: InstallFailure }
   > {
     if (!this.#packages) return { ok: false, reply: unavailable(this.#problem ?? "unavailable") };
-    const resolved = await this.#packages.acquire(specs);
+    const resolved = await this.#packages.acquire(specs, scope);
     if (!resolved.ok) {
       return {
         ok: false,
@@ -300,4 +310,11 @@ export class NodeRunner {
 
 function unavailable(message: string): InstallFailure {
   return { ok: false, error: { code: "SANDBOX_UNAVAILABLE", message } };
+}
+
+/** The pool size of every cordon: `sizes` for all of them, or the cordons it names (the others: 1). */
+export function warmSizes(sizes: NodeRunnerOptions["warmPerCordon"]): Record<NodeCordon, number> {
+  const all = typeof sizes === "number" ? sizes : 1;
+  const named = typeof sizes === "object" ? sizes : {};
+  return Object.fromEntries(NODE_CORDONS.map((cordon) => [cordon, named[cordon] ?? all])) as Record<NodeCordon, number>;
 }

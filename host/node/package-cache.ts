@@ -2,8 +2,10 @@
  * The npm packages of node jobs: installed by the host, outside every job's sandbox, into a cache
  * directory per package set, and mounted read-only into the sandboxes of the jobs that ask for that set.
  *
- * - One install per set: the key is a hash of the sorted specs (and the registry). A set that is cached
- *   costs nothing; concurrent jobs wanting a set that is being installed wait for that one install.
+ * - One install per set and scope: the key is a hash of the sorted specs, the registry and the scope
+ *   (the tenant, unless the host shares sets across tenants). A set that is cached costs nothing;
+ *   concurrent jobs wanting a set that is being installed wait for that one install. Per tenant, a
+ *   cache hit (or a fast start) tells a tenant nothing about which packages other tenants use.
  * - npm runs with `--ignore-scripts` in a sandbox of its own (`installCommand`), as the unprivileged
  *   sandbox uid, bounded in time (the whole npm process group is SIGKILLed past `installTimeoutMs`).
  * - The finished tree is made read-only and, on a root host, owned by root, then renamed into place,
@@ -131,17 +133,17 @@ export class PackageCache {
     return { ...this.#stats, entries: this.#entries.size, bytes };
   }
 
-  static keyOf(specs: readonly string[], registry: string): string {
+  static keyOf(specs: readonly string[], registry: string, scope: string): string {
     return createHash("sha256")
-      .update(JSON.stringify({ registry, packages: [...specs].sort() }))
+      .update(JSON.stringify({ registry, scope, packages: [...specs].sort() }))
       .digest("hex");
   }
 
-  /** The set installed (or already there), leased to the caller; or why it could not be. */
-  async acquire(specs: readonly string[]): Promise<PackageResolution> {
+  /** The set installed for `scope` (or already there), leased to the caller; or why it could not be. */
+  async acquire(specs: readonly string[], scope: string): Promise<PackageResolution> {
     const started = performance.now();
     this.#open();
-    const key = PackageCache.keyOf(specs, this.#options.registry);
+    const key = PackageCache.keyOf(specs, this.#options.registry, scope);
     const cached = this.#entries.get(key);
     if (cached) {
       this.#stats.hits++;

@@ -6,7 +6,7 @@
  *   when it ends, and a fresh one is started later. A sandbox never sees two jobs, so it never carries
  *   anything from one tenant or job to the next, and the pool needs no per-tenant key.
  * - Per cordon: a burst of `untrusted` jobs cannot use up the `high` cordon's sandboxes, and a sandbox
- *   started for one cordon is never handed to a job of another.
+ *   started for one cordon is never handed to a job of another. Each cordon has its own size.
  * - A job can only use a sandbox of its own shape (memoryMb, writable paths, packages: what is fixed at
  *   start). Each cordon keeps sandboxes of the shape of its latest job; a job of another shape starts
  *   cold and the cordon switches to its shape.
@@ -23,8 +23,8 @@ const WARM_START_TIMEOUT_MS = 10_000;
 const FAILURE_BACKOFF_MS = 5_000;
 
 export interface WarmPoolOptions {
-  /** Sandboxes kept ready per cordon; 0 disables the pool. */
-  perCordon: number;
+  /** Sandboxes kept ready, per cordon; 0 disables the pool for that cordon. */
+  perCordon: Record<NodeCordon, number>;
   /** Starts a sandbox of this shape with these rlimits, or undefined (e.g. its packages were evicted). */
   start: (shape: SandboxShape, limits: HandOffLimits) => Sandbox | undefined;
   /** Whether the runner is idle enough to spend a sandbox start-up on a refill. */
@@ -39,7 +39,7 @@ export interface WarmCordonStatus {
 }
 
 export interface WarmPoolStatus {
-  perCordon: number;
+  perCordon: Record<NodeCordon, number>;
   cordons: Record<NodeCordon, WarmCordonStatus>;
   /** Jobs handed a warm sandbox; jobs that started cold while the pool was enabled. */
   hits: number;
@@ -75,7 +75,7 @@ export class WarmPool {
   }
 
   get enabled(): boolean {
-    return this.#options.perCordon > 0 && !this.#closed;
+    return NODE_CORDONS.some((cordon) => this.#options.perCordon[cordon] > 0) && !this.#closed;
   }
 
   get status(): WarmPoolStatus {
@@ -84,7 +84,7 @@ export class WarmPool {
       const ready = pool.sandboxes.filter((sandbox) => sandbox.ready).length;
       cordons[cordon] = { ready, starting: pool.sandboxes.length - ready };
     }
-    return { perCordon: this.#options.perCordon, cordons, ...this.#stats };
+    return { perCordon: { ...this.#options.perCordon }, cordons, ...this.#stats };
   }
 
   /**
@@ -92,7 +92,7 @@ export class WarmPool {
    * (the job starts cold). Either way the cordon now follows this job's shape and rlimits.
    */
   take(cordon: NodeCordon, shape: SandboxShape, limits: HandOffLimits): Sandbox | undefined {
-    if (!this.enabled) return undefined;
+    if (!this.enabled || this.#options.perCordon[cordon] === 0) return undefined;
     const pool = this.#pool(cordon);
     this.#target(pool, shape, limits);
     const index = pool.sandboxes.findIndex((sandbox) => sandbox.ready);
@@ -108,9 +108,9 @@ export class WarmPool {
     if (!force && !this.#options.canRefill()) return;
     const now = Date.now();
     let neediest: CordonPool | undefined;
-    for (const pool of this.#cordons.values()) {
+    for (const [cordon, pool] of this.#cordons) {
       if (!pool.shape || !pool.limits || pool.retryAt > now) continue;
-      if (pool.sandboxes.length >= this.#options.perCordon) continue;
+      if (pool.sandboxes.length >= this.#options.perCordon[cordon]) continue;
       if (!neediest || pool.sandboxes.length < neediest.sandboxes.length) neediest = pool;
     }
     const pool = neediest;
@@ -151,11 +151,11 @@ export class WarmPool {
 
   /**
    * Points the cordon at this shape and these rlimits (sandboxes started with other rlimits are
-   * replaced) and starts sandboxes, regardless of load, until it has `perCordon` ready ones; true if it
+   * replaced) and starts sandboxes, regardless of load, until it has its cordon's size of ready ones; true if it
    * got there within `timeoutMs`. For a host's start-up, and for tests.
    */
   async prewarm(cordon: NodeCordon, shape: SandboxShape, limits: HandOffLimits, timeoutMs: number): Promise<boolean> {
-    if (!this.enabled) return false;
+    if (!this.enabled || this.#options.perCordon[cordon] === 0) return false;
     const pool = this.#pool(cordon);
     this.#target(pool, shape, limits);
     pool.limits = limits;
@@ -167,7 +167,7 @@ export class WarmPool {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const ready = pool.sandboxes.filter((sandbox) => sandbox.ready).length;
-      if (ready >= this.#options.perCordon) return true;
+      if (ready >= this.#options.perCordon[cordon]) return true;
       if (this.#closed || performance.now() > deadline || pool.retryAt > Date.now()) return false;
       const changed = new Promise<void>((resolve) => this.#changed.push(resolve));
       this.refill(true);

@@ -18,6 +18,7 @@ import { startHost, type RunningHost } from "../main.ts";
 import { inheritableDescriptors } from "../node/descriptors.ts";
 import { cannedRoutes } from "../node/egress-routes.ts";
 import { NodeRunner } from "../node/node-runner.ts";
+import { warmSetting } from "../node/route.ts";
 import { NodeRunReplySchema, NodeRunRequest, type NodeRunReply, type NodeRunReport } from "../node/protocol.ts";
 import type { z } from "zod";
 
@@ -680,7 +681,26 @@ describe("node jobs: the warm pool", () => {
       expect(result.metrics.coldStart).toBe(true);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    expect(pool.status.warm).toMatchObject({ perCordon: 0, hits: 0, started: 0 });
+    expect(pool.status.warm).toMatchObject({ perCordon: { high: 0, medium: 0, low: 0 }, hits: 0, started: 0 });
+  });
+
+  it("sizes each cordon apart: a cordon sized 0 starts cold while another stays warm", async () => {
+    const pool = pooled({ warmPerCordon: { medium: 0 } });
+    expect(pool.status.warm?.perCordon).toEqual({ high: 1, medium: 0, low: 1, untrusted: 1 });
+    expect(await pool.prewarm(request(echo, { cordon: "medium" }))).toBe(false);
+    const high = request(echo, { inputs: [1] });
+    expect(await pool.prewarm(high)).toBe(true);
+    expect(report(await reply(pool, high)).metrics.coldStart).toBe(false);
+    const medium = report(await reply(pool, request(echo, { inputs: [2], cordon: "medium" })));
+    expect(medium.metrics.coldStart).toBe(true);
+    expect(pool.status.warm?.cordons.medium).toEqual({ ready: 0, starting: 0 });
+  });
+
+  it("reads CORDON_NODE_WARM as one size or as sizes per cordon", () => {
+    expect(warmSetting("3")).toBe(3);
+    expect(warmSetting("high=2, medium=0")).toEqual({ high: 2, medium: 0 });
+    expect(warmSetting("high=two")).toBeUndefined();
+    expect(warmSetting(undefined)).toBeUndefined();
   });
 });
 
@@ -772,6 +792,29 @@ describe("node jobs: npm packages", () => {
       expect(replies.map((each) => output(report(each)))).toEqual([true, false]);
       expect(replies.map((each) => report(each).metrics.packageCache).sort()).toEqual(["miss", "shared"]);
       expect(withPackages.status.packages?.installs).toBe(before + 1);
+    },
+    INSTALL_TIMEOUT_MS,
+  );
+
+  it(
+    "keeps each tenant's package sets apart unless the host shares them",
+    async () => {
+      const code = "const isOdd = require('is-odd'); module.exports = async () => isOdd(3)";
+      const outcomeFor = async (on: NodeRunner, tenantId: string) =>
+        report(await reply(on, request(code, { packages: ["is-odd@3.0.1"], tenantId }))).metrics.packageCache;
+      expect(await outcomeFor(withPackages, "tenant-a")).toBe("miss");
+      // Another tenant's first use is an install of its own: no hit tells it what tenant-a uses.
+      expect(await outcomeFor(withPackages, "tenant-b")).toBe("miss");
+      expect(await outcomeFor(withPackages, "tenant-a")).toBe("hit");
+
+      const sharing = new NodeRunner({
+        warmPerCordon: 0,
+        packageCacheRoot: join(cacheRoot, "shared"),
+        sharePackagesAcrossTenants: true,
+      });
+      runners.push(sharing);
+      expect(await outcomeFor(sharing, "tenant-a")).toBe("miss");
+      expect(await outcomeFor(sharing, "tenant-b")).toBe("hit");
     },
     INSTALL_TIMEOUT_MS,
   );
