@@ -28,7 +28,9 @@ const stopAll = (code) => {
 process.on("SIGINT", () => stopAll(0));
 process.on("SIGTERM", () => stopAll(0));
 
-const host = spawn(process.execPath, ["host/main.ts"], {
+// --watch: Node restarts the host when a file it runs changes (host/, and the src/ modules it shares),
+// as wrangler does for the dispatcher. Jobs running at that moment end as SANDBOX_UNAVAILABLE.
+const host = spawn(process.execPath, ["--watch", "--watch-preserve-output", "host/main.ts"], {
   stdio: "inherit",
   env: { ...process.env, CORDON_HOST_PORT: String(HOST_PORT), CORDON_HOST_TOKEN: hostToken },
 });

@@ -2,8 +2,8 @@
  * The egress proxy of one node job: the only way out of its sandbox. The sandbox has a network
  * namespace of its own with nothing but `lo`, so no address outside it can be reached; the one door
  * is this proxy's Unix socket, bound into the sandbox at /workspace/egress.sock. Inside, the harness
- * forwards 127.0.0.1:3128 to that socket, and the sandbox's environment names it as HTTP(S)_PROXY
- * with NODE_USE_ENV_PROXY=1, so Node's fetch and http(s) use it on their own. A job that ignores the
+ * forwards 127.0.0.1:3128 to that socket, the sandbox's environment names it as HTTP(S)_PROXY, and
+ * the harness points Node's fetch and http(s) at it on their first use. A job that ignores the
  * environment reaches nothing else (there is no route), and one that talks to the socket directly
  * meets the same checks: the policy lives here, on the host, not in the job's process.
  *

@@ -182,9 +182,8 @@ export function sandboxCommand(plan: SandboxPlan): SandboxCommand {
     ...["--setenv", "TZ", "UTC"],
     ...["--setenv", "LANG", "C.UTF-8"],
     ...["--setenv", "UV_THREADPOOL_SIZE", "4"],
-    // The harness forwards this port to the job's egress proxy (egress-proxy.ts); Node's fetch and
-    // http(s) use it by themselves. It is a convenience, not the boundary: nothing else is reachable.
-    ...["--setenv", "NODE_USE_ENV_PROXY", "1"],
+    // The harness forwards this port to the job's egress proxy (egress-proxy.ts) and points Node's
+    // fetch and http(s) at it. A convenience, not the boundary: nothing else is reachable.
     ...["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"].flatMap((name) => [
       "--setenv",
       name,

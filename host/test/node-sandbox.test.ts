@@ -403,7 +403,6 @@ describe("node jobs: isolation", () => {
         "HTTPS_PROXY",
         "HTTP_PROXY",
         "LANG",
-        "NODE_USE_ENV_PROXY",
         "PATH",
         "PWD",
         "TZ",
@@ -494,18 +493,28 @@ describe.each(["cold", "warm"] as const)("node jobs' egress: the proxy is the on
 
   it("lets Node's own fetch and http reach an allowed host through the proxy", async () => {
     const result = await runWithNetwork(
-      `module.exports = async () => {
+      `const read = (res, resolve) => {
+         let body = ""; res.on("data", (c) => (body += c)); res.on("end", () => resolve(body));
+       };
+       module.exports = async () => {
+         // First use through a named export of node:http, as an ES module imports it.
+         const { get } = await import("node:http");
+         const viaNamedImport = await new Promise((resolve, reject) => {
+           get("http://api.example.com/hello", (res) => read(res, resolve)).on("error", reject);
+         });
          const viaFetch = await (await fetch("http://api.example.com/hello")).text();
          const viaHttp = await new Promise((resolve, reject) => {
-           require("http").get("http://api.example.com/hello", (res) => {
-             let body = ""; res.on("data", (c) => (body += c)); res.on("end", () => resolve(body));
-           }).on("error", reject);
+           require("http").get("http://api.example.com/hello", (res) => read(res, resolve)).on("error", reject);
          });
-         return { viaFetch, viaHttp };
+         return { viaFetch, viaHttp, viaNamedImport };
        }`,
     );
-    expect(output(result)).toEqual({ viaFetch: "hello from api.example.com", viaHttp: "hello from api.example.com" });
-    expect(result.egress).toMatchObject({ requests: 2, refusedCount: 0 });
+    expect(output(result)).toEqual({
+      viaFetch: "hello from api.example.com",
+      viaHttp: "hello from api.example.com",
+      viaNamedImport: "hello from api.example.com",
+    });
+    expect(result.egress).toMatchObject({ requests: 3, refusedCount: 0 });
   });
 
   it("meets the same checks when it ignores the proxy settings or talks to the socket itself", async () => {
