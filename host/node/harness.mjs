@@ -24,9 +24,7 @@
  */
 import { readSync, writeSync } from "node:fs";
 import { Buffer } from "node:buffer";
-import http from "node:http";
-import https from "node:https";
-import { syncBuiltinESMExports } from "node:module";
+import { registerHooks } from "node:module";
 import { Socket, connect, createServer } from "node:net";
 import process from "node:process";
 import { format } from "node:util";
@@ -88,11 +86,11 @@ function emit(record) {
 
 /**
  * The sandbox's network namespace has only `lo`. Its one way out is the host's egress proxy for this
- * job, a Unix socket the host creates at hand-off; this forwards the loopback port the sandbox's
- * HTTP(S)_PROXY names to it. Every check is the proxy's, so a job that closes this or talks to the
- * socket itself gains nothing.
+ * job, a Unix socket the host creates at hand-off; `forwardEgress` forwards the loopback port the
+ * sandbox's HTTP(S)_PROXY names to it. Every check is the proxy's, so a job that closes this or talks
+ * to the socket itself gains nothing.
  */
-async function forwardEgress() {
+function forwardEgress() {
   const server = createServer((client) => {
     const upstream = connect(EGRESS_SOCKET);
     const end = () => {
@@ -103,37 +101,41 @@ async function forwardEgress() {
     upstream.on("error", end).on("close", end);
     client.pipe(upstream).pipe(client);
   });
-  await new Promise((resolve) => server.listen(EGRESS_PORT, "127.0.0.1", resolve).once("error", resolve));
+  server.on("error", () => undefined);
+  // An IP address binds at once: a connection right after this call is accepted.
+  server.listen(EGRESS_PORT, "127.0.0.1");
   server.unref();
 }
-await forwardEgress();
 
 /**
- * Points Node's fetch, http and https at the proxy on their first use. Doing it at start-up
- * (NODE_USE_ENV_PROXY=1) would load Node's HTTP client in every sandbox, ~40 ms of each cold start,
- * for jobs that mostly never touch the network. ESM named imports of node:http see the swap too
- * (syncBuiltinESMExports).
+ * Points Node's fetch, http and https at the proxy, on the job's first use of any of them: the
+ * forwarder, Node's HTTP client and TLS cost ~50 ms to load, which a cold start would otherwise pay
+ * for every job, most of which never touch the network.
  */
 function routeThroughProxyOnFirstUse() {
-  const originals = [
-    [globalThis, "fetch"],
-    [http, "request"],
-    [http, "get"],
-    [https, "request"],
-    [https, "get"],
-  ].map(([target, name]) => [target, name, target[name]]);
+  if (!process.env.HTTP_PROXY) return;
+  let routed = false;
   const route = () => {
-    for (const [target, name, original] of originals) target[name] = original;
-    syncBuiltinESMExports();
-    http.setGlobalProxyFromEnv({ HTTP_PROXY: process.env.HTTP_PROXY, HTTPS_PROXY: process.env.HTTPS_PROXY });
+    if (routed) return;
+    routed = true;
+    forwardEgress();
+    process
+      .getBuiltinModule("node:http")
+      .setGlobalProxyFromEnv({ HTTP_PROXY: process.env.HTTP_PROXY, HTTPS_PROXY: process.env.HTTPS_PROXY });
   };
-  for (const [target, name, original] of originals) {
-    target[name] = function (...args) {
-      route();
-      return Reflect.apply(original, this, args);
-    };
-  }
-  syncBuiltinESMExports();
+  // require() and import of node:http or node:https, before the job holds the module.
+  registerHooks({
+    resolve(specifier, context, nextResolve) {
+      if (/^(node:)?https?$/.test(specifier)) route();
+      return nextResolve(specifier, context);
+    },
+  });
+  const fetch = globalThis.fetch;
+  globalThis.fetch = function (...args) {
+    route();
+    globalThis.fetch = fetch;
+    return Reflect.apply(fetch, this, args);
+  };
 }
 routeThroughProxyOnFirstUse();
 
