@@ -2,7 +2,8 @@
  * The job harness: the main module of the Node process inside each bubblewrap sandbox.
  *
  * Descriptors, set up by the host before bwrap starts (non-blocking sockets: see readAll/writeAll):
- *   fd 0  stdin   the host closes it to say "I have counted your files, you may exit"
+ *   fd 0  stdin   held open by the local host, which kills the sandbox once it has counted the
+ *                 job's files; at EOF (a home without that wait) the harness exits by itself
  *   fd 1  stdout  collected (bounded) by the host, separately from the records
  *   fd 2  stderr  likewise
  *   fd 3  records one line per record: `<nonce> <json>\n`, read by the host. The very first line,
@@ -309,9 +310,9 @@ emit({
   cpuMs: Math.round((cpu.user + cpu.system) / 1000),
 });
 
-// Wait until the host has counted the files in the writable paths (it closes stdin), then go. The
-// host kills the sandbox EXIT_GRACE_MS after the last record anyway, so this wait is bounded; if the
-// job broke stdin or process.exit, that kill is how the sandbox ends.
+// Keep the sandbox's mounts alive until the host has counted the files in its writable paths: the
+// local host then kills the sandbox (stdin stays open); a home that counts after the exit gives the
+// harness an empty stdin (the container's job script: </dev/null), and it goes at once.
 const byte = Buffer.alloc(1);
 for (;;) {
   try {

@@ -30,8 +30,6 @@ import { SANDBOX_BASE_TASKS, handOffLimitsOf, writableBytes, type Exit, type San
 const MiB = 1024 * 1024;
 /** How often the host checks the CPU total and the file count while a job runs. */
 const POLL_MS = 50;
-/** After its last record the harness exits on its own; past this it is killed (a job may break exit). */
-const EXIT_GRACE_MS = 500;
 const HEAP_EXHAUSTED = /Reached heap limit|JavaScript heap out of memory|Allocation failed/;
 
 /** The sandbox could not take the job's limits at hand-off; it has been destroyed, the job has not run. */
@@ -193,10 +191,14 @@ export class SandboxJob {
   }
 
   /** The harness has sent its last record: count files one final time, then let it exit. */
+  /**
+   * The job's last record has come: the files are counted while its mounts still exist (the harness
+   * waits for this), then the sandbox ends at once. Everything the harness reports was written before
+   * that record; waiting for Node to exit by itself would only add its teardown to every job.
+   */
   #finish(): void {
     this.#countFiles();
-    this.#sandbox.closeStdin();
-    this.#after(EXIT_GRACE_MS, () => this.#kill());
+    this.#kill();
   }
 
   /** Kills everything the job started (the caller cancelled it); the run then ends with what it had. */

@@ -395,11 +395,6 @@ export class Sandbox {
     this.#streams[4].end(setup);
   }
 
-  /** Tells the harness it may exit (the host has counted the files). */
-  closeStdin(): void {
-    this.#streams[0].end();
-  }
-
   /**
    * SIGKILLs the sandbox's outermost process (bwrap, whose --die-with-parent init then takes the pid
    * namespace down with it) and every task in its cgroups.
