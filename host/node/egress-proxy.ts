@@ -47,6 +47,13 @@ export interface EgressProxyOptions {
   owner: { uid: number; gid: number } | undefined;
 }
 
+/**
+ * Connections one job may hold open to its proxy at once (each tunnel also holds one upstream). The
+ * job's descriptor limit bounds its own side only; without this a job could make the host hold
+ * thousands of sockets and run the host, and every other job on it, out of descriptors.
+ */
+export const MAX_CONNECTIONS_PER_JOB = 32;
+
 /** Response headers that describe the upstream's encoding of the body, not the body Node's fetch decoded. */
 const DECODED_BODY_HEADERS = new Set(["content-encoding", "content-length", "transfer-encoding", "connection"]);
 /** Request headers meant for the proxy, never forwarded. */
@@ -70,6 +77,7 @@ export class EgressProxy {
     this.#server.on("connect", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       void this.#serveConnect(request, socket, head);
     });
+    this.#server.maxConnections = MAX_CONNECTIONS_PER_JOB;
     this.#server.on("connection", (socket: Duplex) => this.#track(socket));
     // A malformed request from the job is its own business: close it, never throw.
     this.#server.on("clientError", (_error, socket: Duplex) => socket.destroy());

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EgressPolicy } from "../../src/egress/policy.ts";
 import { EGRESS_REFUSAL_HEADER } from "../../src/egress/fetch.ts";
-import { EgressProxy } from "../node/egress-proxy.ts";
+import { EgressProxy, MAX_CONNECTIONS_PER_JOB } from "../node/egress-proxy.ts";
 import { cannedRoutes, publicAddress } from "../node/egress-routes.ts";
 
 const UPSTREAM = fileURLToPath(new URL("../../test/egress/upstream/index.js", import.meta.url));
@@ -222,6 +222,19 @@ describe("CONNECT tunnels", () => {
     first.socket!.destroy();
     expect((await tunnel(socketPath, "api.example.com:443")).status).toBe(403);
     expect(proxy.report()).toMatchObject({ requests: 1, refusals: [{ rule: "request_budget" }] });
+  });
+});
+
+describe("the host's resources", () => {
+  it(`holds at most ${MAX_CONNECTIONS_PER_JOB} connections of one job open at once`, async () => {
+    const { socketPath } = await open({ ...policy, maxRequests: 100 });
+    const tunnels = await Promise.all(
+      Array.from({ length: MAX_CONNECTIONS_PER_JOB }, () => tunnel(socketPath, "api.example.com:443")),
+    );
+    expect(tunnels.every((opened) => opened.status === 200)).toBe(true);
+    // One more is closed by the proxy without an answer.
+    await expect(tunnel(socketPath, "api.example.com:443")).rejects.toThrow();
+    for (const opened of tunnels) opened.socket?.destroy();
   });
 });
 
