@@ -28,6 +28,7 @@ import type { Socket } from "node:net";
 import { egressFetch, refusalResponse, type Upstream } from "../../src/egress/fetch.ts";
 import { EgressMeter, type EgressRefusal, type EgressReport } from "../../src/egress/meter.ts";
 import { checkUrl, type EgressPolicy } from "../../src/egress/policy.ts";
+import { AddressRefused } from "./egress-routes.ts";
 
 /** How the proxy reaches the outside once a request has passed every check. */
 export interface EgressRoutes {
@@ -67,6 +68,7 @@ export class EgressProxy {
   readonly #socketPath: string;
   readonly #open = new Set<Duplex>();
   #closed: Promise<void> | undefined;
+  #connecting = 0;
 
   private constructor(options: EgressProxyOptions) {
     this.#meter = new EgressMeter(options.executionId);
@@ -165,7 +167,10 @@ export class EgressProxy {
         upstream: this.#routes.upstream,
       });
     } catch (error) {
-      answer = new Response(`the upstream request failed: ${describe(error)}`, { status: 502 });
+      answer =
+        error instanceof AddressRefused
+          ? this.#refuse({ rule: error.rule, host: error.host, message: error.message })
+          : new Response(`the upstream request failed: ${describe(error)}`, { status: 502 });
     }
     await writeResponse(response, answer);
   }
@@ -212,17 +217,25 @@ export class EgressProxy {
     if (meter.closed) {
       return void writeRaw(socket, this.#refuse({ rule: "job_not_running", host, message: "the job has ended" }));
     }
-    if (meter.requests >= policy.maxRequests) {
+    if (meter.requests + this.#connecting >= policy.maxRequests) {
       const message = `the job's request budget of ${policy.maxRequests} is used up`;
       return void writeRaw(socket, this.#refuse({ rule: "request_budget", host, message }));
     }
-    meter.countRequest();
     let upstream: Socket;
+    // Tunnels still connecting hold their place in the request budget (they are counted once connected).
+    this.#connecting++;
     try {
       upstream = await this.#routes.tunnel(host, port);
     } catch (error) {
+      if (error instanceof AddressRefused) {
+        return void writeRaw(socket, this.#refuse({ rule: error.rule, host: error.host, message: error.message }));
+      }
       return void writeRaw(socket, new Response(`could not reach ${host}: ${describe(error)}`, { status: 502 }));
+    } finally {
+      this.#connecting--;
     }
+    // Counted once it reaches its upstream, as a request the gateway sends.
+    meter.countRequest();
     this.#track(upstream);
     if (socket.destroyed) return void upstream.destroy();
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");

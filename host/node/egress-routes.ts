@@ -16,18 +16,32 @@ import { connect, type LookupFunction, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import type { Upstream } from "../../src/egress/fetch.ts";
-import { classifyHost } from "../../src/egress/policy.ts";
+import { classifyHost, type EgressRule } from "../../src/egress/policy.ts";
 import type { EgressRoutes } from "./egress-proxy.ts";
 
 const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 
-/** The first address of `host` that no rule refuses; throws if any address is refused or none exists. */
+/** A listed name that resolves into a refused range: the proxy records it as the job's refusal. */
+export class AddressRefused extends Error {
+  readonly rule: EgressRule;
+  readonly host: string;
+
+  constructor(rule: EgressRule, host: string, message: string) {
+    super(message);
+    this.rule = rule;
+    this.host = host;
+  }
+}
+
+/** The first address of `host`; throws AddressRefused if any of its addresses is in a refused range. */
 export async function publicAddress(host: string): Promise<{ address: string; family: number }> {
   const addresses = await lookup(host, { all: true, verbatim: true });
   for (const { address, family } of addresses) {
     // Every address is an IP literal to classifyHost; only the special ranges are refused here.
     const refusal = classifyHost(family === 6 ? `[${address}]` : address);
-    if (refusal && refusal.rule !== "ip_literal") throw new Error(`${host} resolves to ${address}: ${refusal.message}`);
+    if (refusal && refusal.rule !== "ip_literal") {
+      throw new AddressRefused(refusal.rule, host, `${host} resolves to ${address}: ${refusal.message}`);
+    }
   }
   const first = addresses[0];
   if (!first) throw new Error(`${host} does not resolve`);

@@ -14,8 +14,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EgressPolicy } from "../../src/egress/policy.ts";
 import { EGRESS_REFUSAL_HEADER } from "../../src/egress/fetch.ts";
-import { EgressProxy, MAX_CONNECTIONS_PER_JOB } from "../node/egress-proxy.ts";
-import { cannedRoutes, publicAddress } from "../node/egress-routes.ts";
+import { EgressProxy, MAX_CONNECTIONS_PER_JOB, type EgressRoutes } from "../node/egress-proxy.ts";
+import { AddressRefused, cannedRoutes, publicAddress } from "../node/egress-routes.ts";
 
 const UPSTREAM = fileURLToPath(new URL("../../test/egress/upstream/index.js", import.meta.url));
 const policy: EgressPolicy = {
@@ -253,8 +253,37 @@ describe("the end of the job", () => {
   });
 });
 
-describe("public routes", () => {
-  it("refuses a name that resolves to a private address (a listed name cannot point into the host)", async () => {
-    await expect(publicAddress("localhost")).rejects.toThrow(/resolves to .*(loopback|private)/);
+describe("names that resolve into refused ranges", () => {
+  it("are refused by the public routes (a listed name cannot point into the host's network)", async () => {
+    await expect(publicAddress("localhost")).rejects.toThrow(AddressRefused);
+    await expect(publicAddress("localhost")).rejects.toMatchObject({ rule: "private_address", host: "localhost" });
+  });
+
+  it("fail the job as refusals, not as upstream errors, and are not counted as requests", async () => {
+    const refusing: EgressRoutes = {
+      upstream: async () => {
+        throw new AddressRefused("private_address", "api.example.com", "api.example.com resolves to 10.0.0.7");
+      },
+      tunnel: async () => {
+        throw new AddressRefused("private_address", "api.example.com", "api.example.com resolves to 10.0.0.7");
+      },
+    };
+    const socketPath = join(dir, `egress-${socketCount++}.sock`);
+    const proxy = await EgressProxy.open({
+      socketPath,
+      executionId: "job",
+      policy,
+      routes: refusing,
+      owner: undefined,
+    });
+    proxies.push(proxy);
+    expect((await tunnel(socketPath, "api.example.com:443")).status).toBe(403);
+    expect((await viaProxy(socketPath, "http://api.example.com/hello")).status).toBe(403);
+    expect(proxy.report().refusals).toEqual([
+      expect.objectContaining({ rule: "private_address", host: "api.example.com" }),
+      expect.objectContaining({ rule: "private_address", host: "api.example.com" }),
+    ]);
+    // The plain-HTTP request went through egressFetch, which counts a request as it sends it.
+    expect(proxy.report().requests).toBe(1);
   });
 });
