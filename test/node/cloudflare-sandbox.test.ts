@@ -11,6 +11,7 @@ import { NodeRunRequest, type NodeRunReply } from "../../src/node/protocol";
 import {
   nodeSandboxOn,
   sandboxIdFor,
+  sandboxStarterOn,
   type ContainerNodeSandboxOptions,
   type SandboxLike,
 } from "../../src/node/cloudflare/container-sandbox";
@@ -615,5 +616,26 @@ describe("the container home with the cordon's warm pool", () => {
     expect(opened).toEqual(["pool-sandbox-for-exec_cancelled"]);
     expect(sandbox.log).toEqual(["destroy"]);
     expect(calls).toContain("finished medium exec_cancelled");
+  });
+});
+
+describe("the pool's container starter", () => {
+  it("calls a sandbox warm once its container has run a first command, and destroys it on request", async () => {
+    const sandbox = new FakeSandbox(() => execResult(""));
+    const opened: string[] = [];
+    const starter = sandboxStarterOn((id) => {
+      opened.push(id);
+      return sandbox;
+    });
+    await starter.warm("pool-1");
+    expect(sandbox.execs).toEqual([{ command: "true", options: { timeout: expect.any(Number) } }]);
+    await starter.destroy("pool-1");
+    expect(opened).toEqual(["pool-1", "pool-1"]);
+    expect(sandbox.log).toEqual(["exec", "destroy"]);
+  });
+
+  it("does not call a container warm when its first command fails", async () => {
+    const starter = sandboxStarterOn(() => new FakeSandbox(() => execResult("", 1)));
+    await expect(starter.warm("pool-2")).rejects.toThrow(/exited with 1/);
   });
 });
