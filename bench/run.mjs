@@ -324,6 +324,7 @@ function formatNodeReport({ edge, nodeWarm, nodeCold, spawnP50Ms }) {
       `| cold start (${count(nodeCold.samples, true)} of ${nodeCold.samples.length} sequential jobs) | ${fixed(coldP50)} | ≤ 1.3 × (bare spawn ${fixed(spawnP50Ms)} + edge ${fixed(edgeP50)}) = ${fixed(bound)} | ${verdict(coldP50, bound)} |`,
     );
   }
+  lines.push("", `kernel RCU expedited: ${rcuExpedited()} (see host/node/README.md, "Cold starts and the kernel")`);
   const burst = nodeWarm.burstSamples;
   lines.push(
     "",
@@ -342,6 +343,15 @@ function formatNodeReport({ edge, nodeWarm, nodeCold, spawnP50Ms }) {
       )} ms (refills wait for an idle slot, so a burst starts jobs cold instead of waiting)`,
   );
   return `${lines.join("\n")}\n`;
+}
+
+/** /sys/kernel/rcu_expedited ("0", "1"), or "unknown" where it cannot be read. */
+function rcuExpedited() {
+  try {
+    return readFileSync("/sys/kernel/rcu_expedited", "utf8").trim();
+  } catch {
+    return "unknown";
+  }
 }
 
 /** p50 of starting Node in a bare bubblewrap sandbox (private namespaces, read-only root), or undefined. */
