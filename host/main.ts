@@ -12,7 +12,8 @@
  *
  * Every call but /healthz needs `Authorization: Bearer $CORDON_HOST_TOKEN`.
  * Configuration (environment): CORDON_HOST_PORT (default 8788), CORDON_HOST_TOKEN (required),
- * CORDON_EDGE_RUNNERS (processes per trust cordon, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128).
+ * CORDON_EDGE_RUNNERS (processes per trust cordon, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128),
+ * CORDON_HOST_EXPEDITE_RCU (0: leave the kernel's RCU setting alone; see node/kernel-tuning.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { randomUUID, timingSafeEqual } from "node:crypto";
@@ -23,6 +24,7 @@ import { EdgeJobs } from "./edge-jobs.ts";
 import { readBody, send } from "./http.ts";
 import { cannedRoutes } from "./node/egress-routes.ts";
 import type { NodeRunner } from "./node/node-runner.ts";
+import { tuneKernel } from "./node/kernel-tuning.ts";
 import { handleNodeCancel, handleNodeRun, runnerFromEnv } from "./node/route.ts";
 
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
@@ -71,12 +73,18 @@ export async function bundleEdgeRunner(): Promise<string> {
 
 export async function startHost(config: HostConfig): Promise<RunningHost> {
   const runnerToken = randomUUID();
+  const kernel = tuneKernel(process.env);
   // Filled once the runner pools are up; until then the host answers 503.
   const ready: { edge?: EdgeCordons; jobs?: EdgeJobs; node?: () => NodeRunner } = {};
   const server = createServer((request, response) => {
     const { edge, jobs, node } = ready;
     if (!edge || !jobs || !node) return send(response, 503, { error: "starting" });
-    handle(request, response, { ...config, runnerToken }, { edge, jobs, node }).catch((error: unknown) => {
+    handle(
+      request,
+      response,
+      { ...config, runnerToken, expeditedRcu: kernel.expeditedRcu },
+      { edge, jobs, node },
+    ).catch((error: unknown) => {
       console.error("[cordon-host] request failed", error);
       if (!response.headersSent) send(response, 500, { error: "internal error" });
     });
@@ -111,6 +119,7 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await Promise.all([edge.close(), nodeRunner?.close(), canned?.close()]);
+      kernel.restore();
     },
   };
 }
@@ -118,11 +127,13 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
 async function handle(
   request: IncomingMessage,
   response: ServerResponse,
-  config: HostConfig & { runnerToken: string },
+  config: HostConfig & { runnerToken: string; expeditedRcu: boolean },
   { edge, jobs, node }: { edge: EdgeCordons; jobs: EdgeJobs; node: () => NodeRunner },
 ) {
   const url = new URL(request.url ?? "/", "http://host");
-  if (url.pathname === "/healthz") return send(response, 200, { ok: true, edge: edge.stats });
+  if (url.pathname === "/healthz") {
+    return send(response, 200, { ok: true, edge: edge.stats, kernel: { expeditedRcu: config.expeditedRcu } });
+  }
   if (url.pathname === "/v1/edge/binding-call" && request.method === "POST") {
     // From a runner process (its own token), never from the dispatcher.
     if (!authorised(request.headers.authorization, config.runnerToken))
