@@ -74,6 +74,8 @@ export async function bundleEdgeRunner(): Promise<string> {
 export async function startHost(config: HostConfig): Promise<RunningHost> {
   const runnerToken = randomUUID();
   const kernel = tuneKernel(process.env);
+  // Also when the process ends without close(): Miniflare's own signal handlers exit the process.
+  process.once("exit", kernel.restore);
   // Filled once the runner pools are up; until then the host answers 503.
   const ready: { edge?: EdgeCordons; jobs?: EdgeJobs; node?: () => NodeRunner } = {};
   const server = createServer((request, response) => {
@@ -116,10 +118,11 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
   return {
     url,
     async close() {
+      kernel.restore();
+      process.off("exit", kernel.restore);
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await Promise.all([edge.close(), nodeRunner?.close(), canned?.close()]);
-      kernel.restore();
     },
   };
 }
