@@ -177,8 +177,7 @@ export class NodeRunner {
     const extra: ExtraMetrics = {};
     let lease: PackageLease | undefined;
     if (request.packages && request.packages.length > 0) {
-      const scope = this.#sharePackages ? "all-tenants" : `tenant:${request.tenantId ?? ""}`;
-      const resolved = await this.#installFor(request.packages, scope);
+      const resolved = await this.#installFor(request.packages, request.tenantId);
       if (!resolved.ok) return resolved.reply;
       lease = resolved.lease;
       extra.installMs = resolved.installMs;
@@ -228,8 +227,7 @@ export class NodeRunner {
     if (!pool?.enabled) return false;
     let lease: PackageLease | undefined;
     if (request.packages && request.packages.length > 0) {
-      const scope = this.#sharePackages ? "all-tenants" : `tenant:${request.tenantId ?? ""}`;
-      const resolved = await this.#installFor(request.packages, scope);
+      const resolved = await this.#installFor(request.packages, request.tenantId);
       if (!resolved.ok) return false;
       lease = resolved.lease;
     }
@@ -257,14 +255,16 @@ export class NodeRunner {
     await Promise.all([this.#pool?.close(), ...this.#cleanups]);
   }
 
+  /** The set for this tenant's jobs (or everyone's, when the host shares sets across tenants). */
   async #installFor(
     specs: string[],
-    scope: string,
+    tenantId: string | undefined,
   ): Promise<
     | { ok: true; lease: PackageLease; installMs: number; outcome: ExtraMetrics["packageCache"] }
     | { ok: false; reply: InstallFailure }
   > {
     if (!this.#packages) return { ok: false, reply: unavailable(this.#problem ?? "unavailable") };
+    const scope = this.#sharePackages ? "all-tenants" : `tenant:${tenantId ?? ""}`;
     const resolved = await this.#packages.acquire(specs, scope);
     if (!resolved.ok) {
       return {

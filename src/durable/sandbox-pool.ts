@@ -160,11 +160,9 @@ export class SandboxPoolCore {
       .toArray();
     for (const { id } of stale) await this.destroy(id);
     const lastTakeAt = Number(this.#readSetting("lastTakeAt") ?? 0);
-    const wanted = this.#size;
-    if (this.#readSetting("closed") === "1" || now - lastTakeAt > DEMAND_WINDOW_MS || wanted === 0) {
-      return this.#nextExpiry();
-    }
-    while (this.#idleCount() < wanted) {
+    if (now - lastTakeAt > DEMAND_WINDOW_MS) return this.#nextExpiry();
+    // Checked before each boot: a close() while one was booting stops the round.
+    while (this.#readSetting("closed") !== "1" && this.#idleCount() < this.#size) {
       const sandboxId = this.#newId();
       this.#insert(sandboxId, "starting", this.#now());
       try {
@@ -173,13 +171,13 @@ export class SandboxPoolCore {
         await this.destroy(sandboxId);
         return this.#now() + FAILURE_BACKOFF_MS;
       }
-      // A close() or destroy() during the boot removed the row: the container goes too.
-      const marked = this.#sql.exec(
+      // Only if still there: a close() or destroy() during the boot removed the row and destroyed
+      // the container itself.
+      this.#sql.exec(
         "UPDATE sandboxes SET state = 'ready', since = ? WHERE id = ? AND state = 'starting'",
         this.#now(),
         sandboxId,
       );
-      if (marked.rowsWritten === 0) await this.#starter.destroy(sandboxId).catch(() => undefined);
     }
     return this.#nextExpiry();
   }
@@ -255,7 +253,7 @@ export class SandboxPool extends DurableObject<Env> implements SandboxPoolApi {
 
   async take(cordon: NodeCordon, executionId: string): Promise<PoolLease> {
     const lease = this.#for(cordon).take(executionId);
-    await this.#scheduleRefill(Date.now());
+    if (poolSize(this.env) > 0) await this.#scheduleRefill(Date.now());
     return lease;
   }
 

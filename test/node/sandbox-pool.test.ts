@@ -140,6 +140,21 @@ describe("SandboxPool", () => {
     });
   });
 
+  it("stops a refill round when the pool is closed while a container boots, and drops that container", async () => {
+    await withPool(3, async (pool, starter) => {
+      pool.take("exec-1");
+      const warm = starter.warm.bind(starter);
+      starter.warm = async (sandboxId) => {
+        await warm(sandboxId);
+        await pool.close();
+      };
+      await pool.refill();
+      expect(starter.warmed).toEqual(["sandbox-2"]);
+      expect(starter.destroyed).toEqual(["sandbox-2"]);
+      expect(pool.status()).toMatchObject({ ready: 0, starting: 0, assigned: 1 });
+    });
+  });
+
   it("with size 0 hands out fresh sandboxes and boots none", async () => {
     await withPool(0, async (pool, starter) => {
       expect(pool.take("exec-1").warm).toBe(false);
