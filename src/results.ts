@@ -22,7 +22,7 @@ export interface PreparedIdentity {
   limits: Record<string, number>;
 }
 
-export function resultBase(record: JobRecord, job: ExecutionRequest, prepared: PreparedIdentity) {
+export function resultBase(record: JobRecord, job: Pick<ExecutionRequest, "metadata">, prepared: PreparedIdentity) {
   return {
     id: record.id,
     runtime: prepared.runtime,
@@ -61,11 +61,11 @@ export function emptyMetrics(duration: number): Metrics {
 
 /**
  * The result of a job that ended without a report of its own: cancelled by its caller, or given up
- * on by its tracker's deadline alarm. Logs are lost with the runner.
+ * on at its deadline by whoever holds it (its tracker or its tenant's ledger). Logs are lost with the runner.
  */
 export function abandonedResult(
   record: JobRecord,
-  job: ExecutionRequest,
+  job: Pick<ExecutionRequest, "metadata">,
   prepared: PreparedIdentity,
   code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
   message: string,

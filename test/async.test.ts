@@ -112,13 +112,7 @@ describe("the tracker's deadline alarm", () => {
     const job = ExecutionRequest.parse({ runtime: "edge", code: "export default async () => 1", timeout: 1000 });
     const acceptedAt = Date.now() - 60_000;
     const prepared = prepareEdgeJob(job, { executionId: id, trustLevel: "medium", acceptedAt });
-    const ticket: JobTicket = {
-      job,
-      prepared,
-      tenantId: tenant.id,
-      acceptedAt,
-      lease: { tenantId: tenant.id, leaseId: "lost" },
-    };
+    const ticket: JobTicket = { job, prepared, tenantId: tenant.id, acceptedAt };
     const stub = env.EXECUTION_TRACKER.get(env.EXECUTION_TRACKER.idFromName(id));
 
     // The job was recorded as running, and then nothing answered (as when a dispatcher dies mid-job).

@@ -9,27 +9,15 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
-import { BindingSession } from "../bindings/session";
 import { ErrorCode } from "../errors";
-import { runEdgeJob } from "../edge/execute";
+import { cancelOnItsHome, REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type HomeContext } from "../jobs/homes";
 import { abandonedResult } from "../results";
-import type { PreparedJob } from "../edge/prepare";
-import { judgeNode } from "../node/judge";
-import type { PreparedNodeJob } from "../node/prepare";
-import { nodeHomeFor } from "../node/select-home";
-import { edgeRunnerFor } from "../edge/select-runner";
-import { ExecutionResult, type ExecutionProgress, type ExecutionRequest } from "../schemas";
-import { releaseLease, type Lease } from "../service/admission";
+import type { ExecutionProgress, ExecutionResult } from "../schemas";
+import { releaseLease } from "../service/admission";
 import { deleteExecution, readStoredResult, saveExecution, sha256Hex } from "../store/executions";
 
 /** What the dispatcher hands the tracker: everything needed to run the job and record it. */
-export interface JobTicket {
-  job: ExecutionRequest;
-  prepared: PreparedJob | PreparedNodeJob;
-  tenantId: string;
-  acceptedAt: number;
-  lease: Lease;
-}
+export type JobTicket = AdmittedJob;
 
 export type TrackedState =
   | { found: false }
@@ -48,9 +36,6 @@ export interface ExecutionTrackerApi {
   cancel(): Promise<TrackedState>;
   forget(): Promise<boolean>;
 }
-
-/** The alarm fires this long after the job's own deadline, past the runner's kill and the host's margin. */
-const ALARM_GRACE_MS = 10_000;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE job (
@@ -134,11 +119,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       ticket,
       await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
     );
-    if (ticket.prepared.runtime === "node") {
-      await nodeHomeFor(this.env, ticket.prepared.trustLevel, (promise) => this.ctx.waitUntil(promise)).cancel(
-        ticket.prepared.executionId,
-      );
-    } else await edgeRunnerFor(this.env, this.ctx.exports).cancel(ticket.prepared.executionId);
+    await cancelOnItsHome(this.#home(), ticket.prepared);
     return this.#state();
   }
 
@@ -173,47 +154,16 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       ticket.tenantId,
       JSON.stringify(ticket),
     );
-    await this.ctx.storage.setAlarm(ticket.acceptedAt + ticket.prepared.limits.timeoutMs + ALARM_GRACE_MS);
+    await this.ctx.storage.setAlarm(ticket.acceptedAt + ticket.prepared.limits.timeoutMs + REPORT_GRACE_MS);
   }
 
   async #execute(ticket: JobTicket): Promise<ExecutionResult> {
-    const result = await this.#runOnItsHome(ticket);
+    const result = await runOnItsHome(this.#home(), ticket);
     // A job cancelled (or given up) meanwhile keeps the result it already has.
     const current = this.#state();
     if (current.found && current.finished) return current.result;
     await this.#finish(ticket, result);
     return result;
-  }
-
-  async #runOnItsHome({ job, prepared, tenantId, acceptedAt }: JobTicket): Promise<ExecutionResult> {
-    if (prepared.runtime === "node") {
-      const [reply, codeSha256] = await Promise.all([
-        nodeHomeFor(this.env, prepared.trustLevel, (promise) => this.ctx.waitUntil(promise)).run(prepared.request),
-        sha256Hex(job.code),
-      ]);
-      const record = {
-        id: prepared.executionId,
-        tenantId,
-        codeSha256,
-        createdAt: new Date(acceptedAt),
-        finishedAt: new Date(),
-      };
-      return judgeNode(record, job, prepared, reply);
-    }
-    const session = new BindingSession({
-      executionId: prepared.executionId,
-      tenantId,
-      trustLevel: prepared.trustLevel,
-      maxCalls: prepared.limits.bindingCalls,
-      db: this.env.DB,
-      kv: this.env.JOB_KV,
-    });
-    return runEdgeJob(job, prepared, {
-      runner: edgeRunnerFor(this.env, this.ctx.exports),
-      session,
-      tenantId,
-      acceptedAt: new Date(acceptedAt),
-    });
   }
 
   async #finish(ticket: JobTicket, result: ExecutionResult): Promise<void> {
@@ -223,13 +173,11 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       JSON.stringify(result),
       result.id,
     );
-    // Independent writes, done together: all are complete before the answer, so a caller that reads,
-    // lists or sends its next job on it finds the log row written and its concurrency slot free.
-    await Promise.all([
-      saveExecution(this.env.DB, result),
-      this.ctx.storage.deleteAlarm(),
-      releaseLease(this.env, ticket.lease),
-    ]);
+    // All done before the answer, so a caller that reads, lists or sends its next job on it finds the
+    // log row written and its concurrency slot free. The row is written before the slot is freed: the
+    // ledger sends lookups here only while the slot is held, so a job is always found in one place.
+    await Promise.all([saveExecution(this.env.DB, result, { tracked: true }), this.ctx.storage.deleteAlarm()]);
+    await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
     for (const wake of [...this.#waiters]) wake();
   }
 
@@ -246,6 +194,10 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       finishedAt: new Date(),
     };
     return abandonedResult(record, ticket.job, ticket.prepared, code, message);
+  }
+
+  #home(): HomeContext {
+    return { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) };
   }
 
   #row() {

@@ -123,7 +123,12 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
         console.log(JSON.stringify({ event: "auth_refused", via: "rpc", reason: outcome.reason }));
         throw new CordonError(ErrorCode.UNAUTHORIZED, "a valid API key is required as the first argument");
       }
-      return await work({ env: this.env, caller: outcome.caller, exports: this.ctx.exports });
+      return await work({
+        env: this.env,
+        caller: outcome.caller,
+        exports: this.ctx.exports,
+        waitUntil: (promise) => this.ctx.waitUntil(promise),
+      });
     } catch (error) {
       if (error instanceof CordonError) {
         return { ok: false, error: error.toBody(), ...(error.rate ? { rate: error.rate } : {}) };

@@ -1,8 +1,9 @@
 /**
- * Admission of one execution against its tenant's rate limit and concurrency cap (RateLimiter DO).
+ * Admission of one execution against its tenant's rate limit and concurrency cap (the TenantLedger).
  * Returns the rate information every way in reports (HTTP: RateLimit-* headers); a refusal is a
  * RATE_LIMITED CordonError carrying the same information.
  */
+import type { JournalEntry, TenantLedgerApi } from "../durable/tenant-ledger";
 import { CordonError, ErrorCode, type RateInfo } from "../errors";
 import type { Caller } from "../tenants/authenticate";
 
@@ -12,30 +13,34 @@ const LEASE_MARGIN_MS = 30_000;
 
 export type { RateInfo };
 
-export interface Admission {
-  rate: RateInfo;
-  /** The concurrency lease; whoever finishes the job releases it (see releaseLease). */
-  lease: Lease;
+export function ledgerOf(env: Env, tenantId: string): TenantLedgerApi {
+  // Typed through its plain interface (see TenantLedgerApi for why).
+  return env.TENANT_LEDGER.get(env.TENANT_LEDGER.idFromName(tenantId)) as unknown as TenantLedgerApi;
 }
 
-export interface Lease {
-  tenantId: string;
-  leaseId: string;
+/** Frees an asynchronous job's concurrency slot (a synchronous job's is freed when it completes). */
+export async function releaseLease(env: Env, tenantId: string, executionId: string): Promise<void> {
+  await ledgerOf(env, tenantId).release(executionId);
 }
 
-export async function releaseLease(env: Env, lease: Lease): Promise<void> {
-  await env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(lease.tenantId)).release(lease.leaseId);
+export interface AdmissionRequest {
+  executionId: string;
+  timeoutMs: number;
+  /** A synchronous job, journaled by the ledger in the same call (see TenantLedger). */
+  journal?: JournalEntry;
 }
 
-export async function admitExecution(env: Env, caller: Caller, timeoutMs: number): Promise<Admission> {
-  const limiter = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(caller.tenant.id));
-  const result = await limiter.acquire({
+/** Admits the job or throws RATE_LIMITED; the job holds a concurrency slot from here until it ends. */
+export async function admitExecution(env: Env, caller: Caller, request: AdmissionRequest): Promise<RateInfo> {
+  const result = await ledgerOf(env, caller.tenant.id).admit({
+    executionId: request.executionId,
     keyId: caller.key.id,
     tenantLimit: caller.tenant.rateLimitPerHour,
     keyLimit: caller.key.rateLimitPerHour,
     windowMs: RATE_WINDOW_MS,
     maxConcurrency: caller.tenant.maxConcurrency,
-    leaseMs: timeoutMs + LEASE_MARGIN_MS,
+    leaseMs: request.timeoutMs + LEASE_MARGIN_MS,
+    ...(request.journal ? { journal: request.journal } : {}),
   });
   const rate: RateInfo = {
     limit: result.limit,
@@ -55,5 +60,5 @@ export async function admitExecution(env: Env, caller: Caller, timeoutMs: number
       { ...rate, retryAfterSeconds },
     );
   }
-  return { rate, lease: { tenantId: caller.tenant.id, leaseId: result.leaseId } };
+  return rate;
 }

@@ -3,40 +3,42 @@
  * the SandboxService RPC entrypoint). Refusals are thrown as CordonError; each way in turns them into
  * its own wire form.
  */
-import type { ExecutionTrackerApi, JobTicket, TrackedState } from "../durable/execution-tracker";
+import type { ExecutionTrackerApi, TrackedState } from "../durable/execution-tracker";
+import type { JournalEntry, LedgerLocation } from "../durable/tenant-ledger";
 import { CordonError, ErrorCode } from "../errors";
 import { instrumentJob, type ExportKind, type Violation } from "../edge/instrument";
 import { prepareEdgeJob } from "../edge/prepare";
+import { REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type HomeContext } from "../jobs/homes";
 import { checkNodeCode, prepareNodeJob } from "../node/prepare";
 import { nodeHomeHasNetwork } from "../node/select-home";
 import { newId } from "../ids";
 import { effectiveTrustLevel } from "../policy/admission";
 import { CORDONS, type TrustLevel } from "../policy/trust";
 import type { ExecutionProgress, ExecutionRequest, ExecutionResult, ListQuery, ValidateRequest } from "../schemas";
-import { findExecution, listExecutions, type ExecutionPage } from "../store/executions";
+import {
+  deleteExecution as deleteLogRow,
+  findExecution,
+  listExecutions,
+  sha256Hex,
+  type ExecutionPage,
+} from "../store/executions";
 import type { Caller } from "../tenants/authenticate";
-import { admitExecution, type RateInfo } from "./admission";
+import { admitExecution, ledgerOf, type RateInfo } from "./admission";
 
-export interface ServiceContext {
-  env: Env;
+/** A request's bindings, loopback exports and lifetime (where its synchronous jobs run), and its caller. */
+export interface ServiceContext extends HomeContext {
   caller: Caller;
-  /** This Worker's loopback entrypoints (the production home hands JobBindings to jobs). */
-  exports: Cloudflare.Exports;
 }
 
-/** A job that passed every check and has its concurrency slot, ready for its tracker. */
-interface Admitted {
-  ticket: JobTicket;
-  rate: RateInfo;
-  tracker: ExecutionTrackerApi;
-}
-
-async function admit(context: ServiceContext, job: ExecutionRequest): Promise<Admitted> {
+/**
+ * Static checks and instrumentation. They run before admission, so refused code does not use up the
+ * tenant's quota.
+ */
+function prepare(context: ServiceContext, job: ExecutionRequest): AdmittedJob {
   const { env, caller } = context;
   const trustLevel = effectiveTrustLevel(job.trustLevel, caller.tenant.maxTrustLevel, job.runtime);
   const acceptedAt = Date.now();
   const executionId = newId("exec");
-  // Static checks run before admission, so refused code does not use up the tenant's quota.
   const prepared =
     job.runtime === "node"
       ? prepareNodeJob(job, {
@@ -46,36 +48,62 @@ async function admit(context: ServiceContext, job: ExecutionRequest): Promise<Ad
           networkAvailable: nodeHomeHasNetwork(env),
         })
       : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
-  const admission = await admitExecution(env, caller, prepared.limits.timeoutMs);
-  return {
-    ticket: { job, prepared, tenantId: caller.tenant.id, acceptedAt, lease: admission.lease },
-    rate: admission.rate,
-    tracker: trackerOf(env, executionId),
-  };
+  return { job, prepared, tenantId: caller.tenant.id, acceptedAt };
 }
 
-/** Runs a job and answers with its result. */
+/**
+ * Runs a job in this request and answers with its result. Its tenant's ledger journals it from
+ * admission (one call) until the result is in the execution log, and gives it up at its deadline if
+ * this request dies; so a synchronous job costs two calls to an object that is already warm.
+ */
 export async function execute(
   context: ServiceContext,
   job: ExecutionRequest,
 ): Promise<{ result: ExecutionResult; rate: RateInfo }> {
-  const { ticket, rate, tracker } = await admit(context, job);
-  return { result: await tracker.run(ticket), rate };
+  const admitted = prepare(context, job);
+  const { prepared, tenantId, acceptedAt } = admitted;
+  const journal: JournalEntry = {
+    id: prepared.executionId,
+    tenantId,
+    codeSha256: await sha256Hex(job.code),
+    acceptedAt,
+    deadline: acceptedAt + prepared.limits.timeoutMs + REPORT_GRACE_MS,
+    metadata: job.metadata,
+    prepared: {
+      executionId: prepared.executionId,
+      runtime: prepared.runtime,
+      trustLevel: prepared.trustLevel,
+      limits: prepared.limits,
+    },
+  };
+  const rate = await admitExecution(context.env, context.caller, {
+    executionId: prepared.executionId,
+    timeoutMs: prepared.limits.timeoutMs,
+    journal,
+  });
+  const result = await runOnItsHome(context, admitted);
+  // The ledger's answer wins: a job cancelled or given up meanwhile keeps the result it already has.
+  const kept = await ledgerOf(context.env, tenantId).complete(prepared.executionId, result);
+  if (kept) return { result: kept, rate };
+  const logged = await findExecution(context.env.DB, tenantId, prepared.executionId);
+  return { result: logged?.result ?? result, rate };
 }
 
-/** Starts a job and answers at once; its tracker runs it and keeps its result. */
+/** Starts a job and answers at once; its own tracker runs it (it outlives this request) and keeps its result. */
 export async function submit(
   context: ServiceContext,
   job: ExecutionRequest,
 ): Promise<{ progress: ExecutionProgress; rate: RateInfo }> {
-  const { ticket, rate, tracker } = await admit(context, job);
-  return { progress: await tracker.submit(ticket), rate };
+  const ticket = prepare(context, job);
+  const rate = await admitExecution(context.env, context.caller, {
+    executionId: ticket.prepared.executionId,
+    timeoutMs: ticket.prepared.limits.timeoutMs,
+  });
+  return { progress: await trackerOf(context.env, ticket.prepared.executionId).submit(ticket), rate };
 }
 
 export async function getExecution(context: ServiceContext, id: string): Promise<ExecutionResult | ExecutionProgress> {
-  const stored = await findExecution(context.env.DB, context.caller.tenant.id, id);
-  if (stored) return stored;
-  return outcomeOf(await trackedState(context, id), id);
+  return outcomeOf(stateOf(await locate(context, id)), id);
 }
 
 /** The result once the job has finished, or its progress after `timeoutMs`. */
@@ -84,24 +112,54 @@ export async function waitForExecution(
   id: string,
   timeoutMs: number,
 ): Promise<ExecutionResult | ExecutionProgress> {
-  return outcomeOf(await trackedState(context, id, (tracker) => tracker.wait(timeoutMs)), id);
+  const found = await locate(context, id);
+  switch (found.at) {
+    case "ledger":
+      return outcomeOf(
+        stateOf(await fromLedger(context, ledgerOf(context.env, context.caller.tenant.id).wait(id, timeoutMs), id)),
+        id,
+      );
+    case "tracker":
+      return outcomeOf(await found.tracker.wait(timeoutMs), id);
+    default:
+      return outcomeOf(stateOf(found), id);
+  }
 }
 
 export async function cancelExecution(
   context: ServiceContext,
   id: string,
 ): Promise<ExecutionResult | ExecutionProgress> {
-  return outcomeOf(await trackedState(context, id, (tracker) => tracker.cancel()), id);
+  const found = await locate(context, id);
+  switch (found.at) {
+    case "ledger":
+      return outcomeOf(
+        stateOf(await fromLedger(context, ledgerOf(context.env, context.caller.tenant.id).cancel(id), id)),
+        id,
+      );
+    case "tracker":
+      return outcomeOf(await found.tracker.cancel(), id);
+    default:
+      return outcomeOf(stateOf(found), id);
+  }
 }
 
-/** Deletes a finished execution's stored result; a running one must be cancelled first. */
+/** Deletes a finished execution's stored result, every copy of it; a running one must be cancelled first. */
 export async function deleteExecution(context: ServiceContext, id: string): Promise<void> {
-  const state = await trackedState(context, id);
+  const found = await locate(context, id);
+  const state = stateOf(found);
   if (!state.found) throw notFound(id);
   if (!state.finished) {
     throw new CordonError(ErrorCode.EXECUTION_NOT_FINISHED, "the execution is still running; cancel it first", { id });
   }
-  await trackerOf(context.env, id).forget();
+  const { env, caller } = context;
+  if (found.at === "tracker" || (found.at === "log" && found.tracked)) {
+    await trackerOf(env, id).forget();
+    return;
+  }
+  // The ledger drops its copy first (waiting for a log write under way), then the log row goes.
+  await ledgerOf(env, caller.tenant.id).forget(id);
+  await deleteLogRow(env.DB, caller.tenant.id, id);
 }
 
 const EXECUTION_ID = /^exec_[0-9a-f]{32}$/;
@@ -111,20 +169,46 @@ function trackerOf(env: Env, id: string): ExecutionTrackerApi {
   return env.EXECUTION_TRACKER.get(env.EXECUTION_TRACKER.idFromName(id)) as unknown as ExecutionTrackerApi;
 }
 
+/** Where one of the caller's executions is held. Another tenant's id is found nowhere. */
+type Found =
+  | { at: "ledger"; state: Extract<TrackedState, { found: true }> }
+  | { at: "tracker"; tracker: ExecutionTrackerApi; state: TrackedState }
+  | { at: "log"; result: ExecutionResult; tracked: boolean }
+  | { at: "nowhere" };
+
 /**
- * The state of the caller's own execution, after `act` if given. The owner is checked before `act`
- * runs, so another tenant's id (or a malformed one) is "not found" and nothing is done to it.
+ * A job is held by its tenant's ledger (a synchronous one, until its result is logged), or by its own
+ * tracker (an asynchronous one, while the ledger holds its slot), or is in the execution log. The
+ * ledger is per tenant and the log is read by tenant, so another tenant's id (or a malformed one) is
+ * found nowhere and nothing is done to it.
  */
-async function trackedState(
-  context: ServiceContext,
-  id: string,
-  act?: (tracker: ExecutionTrackerApi) => Promise<TrackedState>,
-): Promise<TrackedState> {
-  if (!EXECUTION_ID.test(id)) return { found: false };
-  const tracker = trackerOf(context.env, id);
-  const owner = await tracker.state();
-  if (!owner.found || owner.tenantId !== context.caller.tenant.id) return { found: false };
-  return act ? act(tracker) : owner;
+async function locate(context: ServiceContext, id: string): Promise<Found> {
+  if (!EXECUTION_ID.test(id)) return { at: "nowhere" };
+  return fromLedger(context, ledgerOf(context.env, context.caller.tenant.id).locate(id), id);
+}
+
+async function fromLedger(context: ServiceContext, answer: Promise<LedgerLocation>, id: string): Promise<Found> {
+  const location = await answer;
+  if (location.at === "ledger") return location;
+  if (location.at === "tracker") {
+    const tracker = trackerOf(context.env, id);
+    const owner = await tracker.state();
+    if (owner.found && owner.tenantId === context.caller.tenant.id) return { at: "tracker", tracker, state: owner };
+  }
+  const logged = await findExecution(context.env.DB, context.caller.tenant.id, id);
+  return logged ? { at: "log", ...logged } : { at: "nowhere" };
+}
+
+function stateOf(found: Found): TrackedState {
+  switch (found.at) {
+    case "ledger":
+    case "tracker":
+      return found.state;
+    case "log":
+      return { found: true, tenantId: found.result.tenantId, finished: true, result: found.result };
+    case "nowhere":
+      return { found: false };
+  }
 }
 
 function outcomeOf(state: TrackedState, id: string): ExecutionResult | ExecutionProgress {
@@ -137,7 +221,9 @@ function notFound(id: string): CordonError {
   return new CordonError(ErrorCode.NOT_FOUND, `no execution with id ${id}`);
 }
 
-export function listOwnExecutions(context: ServiceContext, query: ListQuery): Promise<ExecutionPage> {
+export async function listOwnExecutions(context: ServiceContext, query: ListQuery): Promise<ExecutionPage> {
+  // Results answered before this request are written to the log after their answer; wait for them.
+  await ledgerOf(context.env, context.caller.tenant.id).logged();
   return listExecutions(context.env.DB, context.caller.tenant.id, query);
 }
 

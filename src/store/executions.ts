@@ -7,11 +7,26 @@ import { CordonError, ErrorCode } from "../errors";
 import { emptyMetrics } from "../results";
 import { ExecutionResult, type ListQuery } from "../schemas";
 
-export async function saveExecution(db: D1Database, result: ExecutionResult): Promise<void> {
-  await db
+export interface LogOptions {
+  /** An ExecutionTracker holds a copy of the result (an asynchronous job), to be deleted with the row. */
+  tracked: boolean;
+}
+
+export async function saveExecution(db: D1Database, result: ExecutionResult, options: LogOptions): Promise<void> {
+  await saveExecutionStatement(db, result, options).run();
+}
+
+/** The row of a finished job; writing it twice (a retried batch) keeps the first. */
+export function saveExecutionStatement(
+  db: D1Database,
+  result: ExecutionResult,
+  options: LogOptions,
+): D1PreparedStatement {
+  return db
     .prepare(
-      `INSERT INTO executions (id, tenant_id, trust_level, runtime, status, success, error_code, code_sha256, result_json, created_at, finished_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO executions (id, tenant_id, trust_level, runtime, status, success, error_code, code_sha256, result_json, created_at, finished_at, tracked)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
     )
     .bind(
       result.id,
@@ -25,8 +40,8 @@ export async function saveExecution(db: D1Database, result: ExecutionResult): Pr
       JSON.stringify(result),
       result.createdAt,
       result.finishedAt,
-    )
-    .run();
+      options.tracked ? 1 : 0,
+    );
 }
 
 /**
@@ -43,12 +58,17 @@ export function readStoredResult(json: string): ExecutionResult {
   return ExecutionResult.parse(raw);
 }
 
-export async function findExecution(db: D1Database, tenantId: string, id: string): Promise<ExecutionResult | null> {
+export interface LoggedExecution {
+  result: ExecutionResult;
+  tracked: boolean;
+}
+
+export async function findExecution(db: D1Database, tenantId: string, id: string): Promise<LoggedExecution | null> {
   const row = await db
-    .prepare("SELECT result_json FROM executions WHERE id = ? AND tenant_id = ?")
+    .prepare("SELECT result_json, tracked FROM executions WHERE id = ? AND tenant_id = ?")
     .bind(id, tenantId)
-    .first<{ result_json: string }>();
-  return row ? readStoredResult(row.result_json) : null;
+    .first<{ result_json: string; tracked: number }>();
+  return row ? { result: readStoredResult(row.result_json), tracked: row.tracked === 1 } : null;
 }
 
 /** A listed execution: the result without its output and logs (fetch one by id for those). */

@@ -1,0 +1,370 @@
+/**
+ * One TenantLedger per tenant: admission and the journal of synchronous jobs.
+ *
+ * Admission: a sliding-window count of accepted executions (per tenant, and per key where the key has
+ * its own limit) and the set of running executions (leases, keyed by execution id). A Durable Object
+ * handles one call at a time, so a burst of parallel requests is admitted exactly up to the limit.
+ *
+ * Journal: a synchronous job runs in the request that sent it (no object of its own: a fresh object per
+ * job costs more than the job), so the ledger keeps it from admission until its result is in the
+ * execution log (D1). The job is written down in the same call that admits it; its result comes back
+ * with `complete`, which answers at once and writes the log row after (batched, retried from the
+ * alarm). A job whose request died is given up at its deadline by the alarm, with a stored result.
+ *
+ * State lives in the object's SQLite storage with a schema version. Every method returns data and
+ * never throws across RPC for a refusal.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { migrateSqlite } from "./sqlite-schema";
+import type { TrackedState } from "./execution-tracker";
+import { ErrorCode } from "../errors";
+import { cancelOnItsHome } from "../jobs/homes";
+import { abandonedResult, type PreparedIdentity } from "../results";
+import type { ExecutionProgress, ExecutionRequest, ExecutionResult } from "../schemas";
+import { readStoredResult, saveExecutionStatement } from "../store/executions";
+
+export interface AdmitRequest {
+  /** The job's execution id, which is also its lease's id. */
+  executionId: string;
+  keyId: string;
+  tenantLimit: number;
+  keyLimit: number | null;
+  windowMs: number;
+  maxConcurrency: number;
+  /** A lease that is never released (a dispatcher died mid-job) frees itself after this long. */
+  leaseMs: number;
+  /** A synchronous job: the ledger journals it until its result is in the execution log. */
+  journal?: JournalEntry;
+}
+
+/** What the ledger needs of a synchronous job to give it up, or cancel it, without its runner. */
+export interface JournalEntry {
+  id: string;
+  tenantId: string;
+  codeSha256: string;
+  acceptedAt: number;
+  /** Epoch ms after which a job that has not reported is given up as timed out. */
+  deadline: number;
+  metadata: ExecutionRequest["metadata"];
+  prepared: PreparedIdentity & { executionId: string };
+}
+
+export type AdmitResult =
+  | { allowed: true; limit: number; remaining: number; resetMs: number }
+  | {
+      allowed: false;
+      reason: "tenant_rate" | "key_rate" | "concurrency";
+      limit: number;
+      remaining: number;
+      resetMs: number;
+      retryAfterMs: number;
+    };
+
+/** Where an execution of this tenant is held while it is not (yet) in the execution log. */
+export type LedgerLocation =
+  { at: "ledger"; state: Extract<TrackedState, { found: true }> } | { at: "tracker" } | { at: "log" };
+
+/** The ledger as its callers see it (see ExecutionTrackerApi for why stubs use a plain interface). */
+export interface TenantLedgerApi {
+  admit(request: AdmitRequest): Promise<AdmitResult>;
+  complete(executionId: string, result: ExecutionResult): Promise<ExecutionResult | null>;
+  release(executionId: string): Promise<void>;
+  locate(executionId: string): Promise<LedgerLocation>;
+  wait(executionId: string, timeoutMs: number): Promise<LedgerLocation>;
+  cancel(executionId: string): Promise<LedgerLocation>;
+  forget(executionId: string): Promise<void>;
+  logged(): Promise<void>;
+}
+
+/** How a caller refused for concurrency should wait before retrying. */
+const CONCURRENCY_RETRY_MS = 1_000;
+/** A failed write to the execution log is tried again this much later. */
+const LOG_RETRY_MS = 30_000;
+/** Results written to the execution log in one batch. */
+const LOG_BATCH = 50;
+
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE hits (ts INTEGER NOT NULL, key_id TEXT NOT NULL);
+   CREATE INDEX hits_by_ts ON hits (ts);
+   CREATE TABLE leases (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);`,
+  // A row per synchronous job: running while result_json is null, then waiting for the log.
+  `CREATE TABLE journal (
+     id TEXT PRIMARY KEY,
+     entry_json TEXT NOT NULL,
+     deadline INTEGER NOT NULL,
+     result_json TEXT
+   );
+   CREATE INDEX journal_running ON journal (deadline) WHERE result_json IS NULL;`,
+];
+
+type JournalRow = {
+  id: string;
+  entry_json: string;
+  deadline: number;
+  result_json: string | null;
+};
+
+export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi {
+  readonly #sql: SqlStorage;
+  readonly #waiters = new Map<string, Set<() => void>>();
+  /** The alarm as last set (undefined: not read yet since this object started). */
+  #alarmAt: number | null | undefined;
+  /** The write to the execution log under way, if any. */
+  #logging: Promise<void> | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    migrateSqlite(this.#sql, MIGRATIONS);
+  }
+
+  async admit(request: AdmitRequest): Promise<AdmitResult> {
+    const verdict = this.#acquire(request);
+    if (verdict.allowed && request.journal) {
+      const entry = request.journal;
+      this.#sql.exec(
+        "INSERT INTO journal (id, entry_json, deadline) VALUES (?, ?, ?)",
+        entry.id,
+        JSON.stringify(entry),
+        entry.deadline,
+      );
+      await this.#armBy(entry.deadline);
+    }
+    return verdict;
+  }
+
+  /**
+   * The job's runner answered. Answers with the job's result: this one, or the one it already has if
+   * it was cancelled or given up meanwhile; null if the ledger no longer holds it (its result is in
+   * the execution log).
+   */
+  async complete(executionId: string, result: ExecutionResult): Promise<ExecutionResult | null> {
+    const row = this.#journalRow(executionId);
+    if (!row) return null;
+    if (row.result_json !== null) return readStoredResult(row.result_json);
+    this.#settle(executionId, result);
+    return result;
+  }
+
+  /** Frees the concurrency slot of an asynchronous job (its tracker journals it). */
+  async release(executionId: string): Promise<void> {
+    this.#sql.exec("DELETE FROM leases WHERE id = ?", executionId);
+  }
+
+  async locate(executionId: string): Promise<LedgerLocation> {
+    return this.#locate(executionId);
+  }
+
+  /** Where the job is once it has finished or after `timeoutMs`, whichever comes first. */
+  async wait(executionId: string, timeoutMs: number): Promise<LedgerLocation> {
+    const current = this.#locate(executionId);
+    if (current.at !== "ledger" || current.state.finished) return current;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiters = this.#waiters.get(executionId) ?? new Set();
+      this.#waiters.set(executionId, waiters);
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
+    return this.#locate(executionId);
+  }
+
+  /** Ends a running synchronous job as cancelled and stops its runner where the platform allows. */
+  async cancel(executionId: string): Promise<LedgerLocation> {
+    const row = this.#journalRow(executionId);
+    if (row && row.result_json === null) {
+      const entry = JSON.parse(row.entry_json) as JournalEntry;
+      this.#settle(executionId, given(entry, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"));
+      await cancelOnItsHome(
+        { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) },
+        entry.prepared,
+      );
+    }
+    return this.#locate(executionId);
+  }
+
+  /**
+   * Drops a finished job's copy before its log row is deleted. A log write under way is awaited first,
+   * so it cannot land after the deletion.
+   */
+  async forget(executionId: string): Promise<void> {
+    await this.#logging;
+    this.#sql.exec("DELETE FROM journal WHERE id = ? AND result_json IS NOT NULL", executionId);
+  }
+
+  /**
+   * Resolves once every result completed so far is in the execution log (or its write failed and waits
+   * for the alarm), so a list read after it shows every job the tenant has been answered for.
+   */
+  async logged(): Promise<void> {
+    await this.#logging;
+  }
+
+  /** Gives up jobs past their deadline, retries the log, and wakes again for the next deadline. */
+  override async alarm(): Promise<void> {
+    this.#alarmAt = null;
+    const overdue = this.#sql
+      .exec<JournalRow>("SELECT * FROM journal WHERE result_json IS NULL AND deadline <= ?", Date.now())
+      .toArray();
+    for (const row of overdue) {
+      const entry = JSON.parse(row.entry_json) as JournalEntry;
+      this.#settle(
+        row.id,
+        given(entry, ErrorCode.SANDBOX_TIMEOUT, "the runner never reported; the job was given up at its deadline"),
+      );
+    }
+    this.#sendToLog();
+    await this.#logging;
+    const next = this.#sql
+      .exec<{ deadline: number | null }>("SELECT MIN(deadline) AS deadline FROM journal WHERE result_json IS NULL")
+      .one().deadline;
+    if (next !== null) await this.#armBy(next);
+  }
+
+  #acquire(request: AdmitRequest): AdmitResult {
+    const now = Date.now();
+    const windowStart = now - request.windowMs;
+    this.#sql.exec("DELETE FROM hits WHERE ts <= ?", windowStart);
+    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+
+    const tenantHits = this.#count("SELECT COUNT(*) AS n FROM hits");
+    const oldest = this.#sql.exec<{ ts: number | null }>("SELECT MIN(ts) AS ts FROM hits").one().ts;
+    const resetMs = oldest === null ? request.windowMs : oldest + request.windowMs - now;
+    const status = { limit: request.tenantLimit, remaining: Math.max(0, request.tenantLimit - tenantHits), resetMs };
+
+    if (tenantHits >= request.tenantLimit) {
+      return { allowed: false, reason: "tenant_rate", ...status, retryAfterMs: resetMs };
+    }
+    if (request.keyLimit !== null) {
+      const keyHits = this.#count("SELECT COUNT(*) AS n FROM hits WHERE key_id = ?", request.keyId);
+      if (keyHits >= request.keyLimit) {
+        const keyOldest = this.#sql
+          .exec<{ ts: number }>("SELECT MIN(ts) AS ts FROM hits WHERE key_id = ?", request.keyId)
+          .one().ts;
+        const keyReset = keyOldest + request.windowMs - now;
+        return {
+          allowed: false,
+          reason: "key_rate",
+          limit: request.keyLimit,
+          remaining: 0,
+          resetMs: keyReset,
+          retryAfterMs: keyReset,
+        };
+      }
+    }
+    if (this.#count("SELECT COUNT(*) AS n FROM leases") >= request.maxConcurrency) {
+      return { allowed: false, reason: "concurrency", ...status, retryAfterMs: CONCURRENCY_RETRY_MS };
+    }
+
+    this.#sql.exec("INSERT INTO hits (ts, key_id) VALUES (?, ?)", now, request.keyId);
+    this.#sql.exec("INSERT INTO leases (id, expires_at) VALUES (?, ?)", request.executionId, now + request.leaseMs);
+    return {
+      allowed: true,
+      limit: request.tenantLimit,
+      remaining: status.remaining - 1,
+      resetMs: oldest === null ? request.windowMs : resetMs,
+    };
+  }
+
+  /** Records a journaled job's final result, frees its slot, wakes its waiters and sends it to the log. */
+  #settle(executionId: string, result: ExecutionResult): void {
+    this.#sql.exec("UPDATE journal SET result_json = ? WHERE id = ?", JSON.stringify(result), executionId);
+    this.#sql.exec("DELETE FROM leases WHERE id = ?", executionId);
+    for (const wake of [...(this.#waiters.get(executionId) ?? [])]) wake();
+    this.#waiters.delete(executionId);
+    this.#sendToLog();
+  }
+
+  #sendToLog(): void {
+    this.#logging ??= this.#writeLog().finally(() => (this.#logging = null));
+    this.ctx.waitUntil(this.#logging);
+  }
+
+  /**
+   * Writes finished jobs to the execution log in batches and drops them here once written. Results that
+   * finish meanwhile join the next batch; a failed write is retried from the alarm.
+   */
+  async #writeLog(): Promise<void> {
+    for (;;) {
+      const rows = this.#sql
+        .exec<{ id: string; result_json: string }>(
+          "SELECT id, result_json FROM journal WHERE result_json IS NOT NULL LIMIT ?",
+          LOG_BATCH,
+        )
+        .toArray();
+      if (rows.length === 0) return;
+      try {
+        await this.env.DB.batch(
+          rows.map((row) => saveExecutionStatement(this.env.DB, readStoredResult(row.result_json), { tracked: false })),
+        );
+      } catch (error) {
+        console.error(JSON.stringify({ event: "execution_log_failed", rows: rows.length, message: String(error) }));
+        await this.#armBy(Date.now() + LOG_RETRY_MS);
+        return;
+      }
+      for (const row of rows) {
+        this.#sql.exec("DELETE FROM journal WHERE id = ? AND result_json IS NOT NULL", row.id);
+      }
+    }
+  }
+
+  #locate(executionId: string): LedgerLocation {
+    const row = this.#journalRow(executionId);
+    if (row) return { at: "ledger", state: stateOf(row) };
+    const leased = this.#sql.exec("SELECT 1 FROM leases WHERE id = ?", executionId).toArray().length > 0;
+    return leased ? { at: "tracker" } : { at: "log" };
+  }
+
+  /** Sets the alarm to `at` unless it is already due sooner. */
+  async #armBy(at: number): Promise<void> {
+    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
+    if (this.#alarmAt !== null && this.#alarmAt <= at) return;
+    await this.ctx.storage.setAlarm(at);
+    this.#alarmAt = at;
+  }
+
+  #journalRow(executionId: string): JournalRow | undefined {
+    return this.#sql.exec<JournalRow>("SELECT * FROM journal WHERE id = ?", executionId).toArray()[0];
+  }
+
+  #count(query: string, ...bindings: string[]): number {
+    return this.#sql.exec<{ n: number }>(query, ...bindings).one().n;
+  }
+}
+
+function stateOf(row: JournalRow): Extract<TrackedState, { found: true }> {
+  const entry = JSON.parse(row.entry_json) as JournalEntry;
+  if (row.result_json !== null) {
+    return { found: true, tenantId: entry.tenantId, finished: true, result: readStoredResult(row.result_json) };
+  }
+  return { found: true, tenantId: entry.tenantId, finished: false, progress: progressOf(entry) };
+}
+
+function progressOf(entry: JournalEntry): ExecutionProgress {
+  return {
+    id: entry.id,
+    status: "running",
+    runtime: entry.prepared.runtime,
+    trustLevel: entry.prepared.trustLevel,
+    createdAt: new Date(entry.acceptedAt).toISOString(),
+  };
+}
+
+function given(
+  entry: JournalEntry,
+  code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
+  message: string,
+): ExecutionResult {
+  const record = {
+    id: entry.id,
+    tenantId: entry.tenantId,
+    codeSha256: entry.codeSha256,
+    createdAt: new Date(entry.acceptedAt),
+    finishedAt: new Date(),
+  };
+  return abandonedResult(record, { metadata: entry.metadata }, entry.prepared, code, message);
+}

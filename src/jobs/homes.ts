@@ -1,0 +1,77 @@
+/**
+ * Runs an admitted job on its home (edge: a Worker Loader isolate or the local host's runner; node: a
+ * sandbox) and judges the reply into a result; stops it there when it is cancelled. Shared by every
+ * place a job runs from: the dispatcher's request (synchronous jobs) and an ExecutionTracker (async).
+ */
+import { BindingSession } from "../bindings/session";
+import { runEdgeJob } from "../edge/execute";
+import type { PreparedJob } from "../edge/prepare";
+import { edgeRunnerFor } from "../edge/select-runner";
+import { judgeNode } from "../node/judge";
+import type { PreparedNodeJob } from "../node/prepare";
+import { nodeHomeFor } from "../node/select-home";
+import type { ExecutionRequest, ExecutionResult } from "../schemas";
+import { sha256Hex } from "../store/executions";
+
+/** A job that has not reported this long after its deadline (past the runner's kill and the host's margin) is given up. */
+export const REPORT_GRACE_MS = 10_000;
+
+/** What running a job needs from whoever runs it. */
+export interface HomeContext {
+  env: Env;
+  /** The Worker's loopback entrypoints (edge jobs reach their bindings and gateway through them). */
+  exports: Cloudflare.Exports;
+  /** Keeps work going past the answer (a container returned to its warm pool). */
+  waitUntil: (promise: Promise<unknown>) => void;
+}
+
+/** An admitted job: everything needed to run it and record it. */
+export interface AdmittedJob {
+  job: ExecutionRequest;
+  prepared: PreparedJob | PreparedNodeJob;
+  tenantId: string;
+  acceptedAt: number;
+}
+
+export async function runOnItsHome(
+  home: HomeContext,
+  { job, prepared, tenantId, acceptedAt }: AdmittedJob,
+): Promise<ExecutionResult> {
+  if (prepared.runtime === "node") {
+    const [reply, codeSha256] = await Promise.all([
+      nodeHomeFor(home.env, prepared.trustLevel, home.waitUntil).run(prepared.request),
+      sha256Hex(job.code),
+    ]);
+    const record = {
+      id: prepared.executionId,
+      tenantId,
+      codeSha256,
+      createdAt: new Date(acceptedAt),
+      finishedAt: new Date(),
+    };
+    return judgeNode(record, job, prepared, reply);
+  }
+  const session = new BindingSession({
+    executionId: prepared.executionId,
+    tenantId,
+    trustLevel: prepared.trustLevel,
+    maxCalls: prepared.limits.bindingCalls,
+    db: home.env.DB,
+    kv: home.env.JOB_KV,
+  });
+  return runEdgeJob(job, prepared, {
+    runner: edgeRunnerFor(home.env, home.exports),
+    session,
+    tenantId,
+    acceptedAt: new Date(acceptedAt),
+  });
+}
+
+/** Stops a job's runner where the platform allows (its result is already recorded as cancelled). */
+export async function cancelOnItsHome(
+  home: HomeContext,
+  job: { runtime: "edge" | "node"; trustLevel: PreparedJob["trustLevel"]; executionId: string },
+): Promise<void> {
+  if (job.runtime === "node") await nodeHomeFor(home.env, job.trustLevel, home.waitUntil).cancel(job.executionId);
+  else await edgeRunnerFor(home.env, home.exports).cancel(job.executionId);
+}

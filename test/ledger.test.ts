@@ -1,0 +1,186 @@
+/**
+ * Synchronous jobs and their tenant's ledger: the job is journaled at admission and kept until its
+ * result is in the execution log, so a job whose request died still ends with a stored result, and
+ * GET, wait, cancel and DELETE find it wherever it is.
+ */
+import { env, exports } from "cloudflare:workers";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { JournalEntry, TenantLedger } from "../src/durable/tenant-ledger";
+import { ExecutionResult } from "../src/schemas";
+import { ledgerOf, RATE_WINDOW_MS } from "../src/service/admission";
+import { call, createTenant, type TestTenant } from "./helpers";
+
+const TRIVIAL = "export default async (input) => input";
+
+let tenant: TestTenant;
+
+beforeEach(async () => {
+  tenant = await createTenant({ maxConcurrency: 1 });
+});
+
+function newExecutionId(): string {
+  return `exec_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/** Admits a synchronous job the way the dispatcher does, without running it (a request that died). */
+async function admitJournaled(id: string, deadline: number) {
+  const entry: JournalEntry = {
+    id,
+    tenantId: tenant.id,
+    codeSha256: "0".repeat(64),
+    acceptedAt: Date.now(),
+    deadline,
+    metadata: { note: "journaled" },
+    prepared: { executionId: id, runtime: "edge", trustLevel: "high", limits: { timeoutMs: 1000 } },
+  };
+  return ledgerOf(env, tenant.id).admit({
+    executionId: id,
+    keyId: tenant.keyId,
+    tenantLimit: 100,
+    keyLimit: null,
+    windowMs: RATE_WINDOW_MS,
+    maxConcurrency: 1,
+    leaseMs: 60_000,
+    journal: entry,
+  });
+}
+
+/** A real result of this tenant, re-labelled as the journaled job's (what its runner would answer). */
+async function answerFor(id: string): Promise<ExecutionResult> {
+  const ran = await tenant.execute({ code: TRIVIAL, input: "from the runner" });
+  expect(ran.status).toBe(200);
+  return ExecutionResult.parse({ ...ran.body, id });
+}
+
+function ledgerStub() {
+  return env.TENANT_LEDGER.get(env.TENANT_LEDGER.idFromName(tenant.id));
+}
+
+async function journalRows(): Promise<number> {
+  return runInDurableObject(ledgerStub(), (_instance: TenantLedger, state) => {
+    return state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM journal").one().n;
+  });
+}
+
+/** Moves a journaled job's deadline into the past (its alarm is then run by the test). */
+async function expire(id: string): Promise<void> {
+  await runInDurableObject(ledgerStub(), (_instance: TenantLedger, state) => {
+    state.storage.sql.exec("UPDATE journal SET deadline = ? WHERE id = ?", Date.now() - 1, id);
+  });
+}
+
+describe("a synchronous job's journal", () => {
+  it("ends with a stored result, in the log and nowhere else, once answered", async () => {
+    const ran = await tenant.execute({ code: TRIVIAL, input: 7, metadata: { run: "one" } });
+    expect(ran.status).toBe(200);
+    await ledgerOf(env, tenant.id).logged();
+    expect(await journalRows()).toBe(0);
+    const row = await env.DB.prepare("SELECT tracked, status FROM executions WHERE id = ?")
+      .bind(ran.body.id)
+      .first<{ tracked: number; status: string }>();
+    expect(row).toEqual({ tracked: 0, status: "succeeded" });
+    expect((await tenant.get(`/v1/executions/${String(ran.body.id)}`)).body).toMatchObject({ output: 7 });
+  });
+
+  it("gives up a job whose request died, at its deadline, with SANDBOX_TIMEOUT, and frees its slot", async () => {
+    const id = newExecutionId();
+    expect(await admitJournaled(id, Date.now() + 60_000)).toMatchObject({ allowed: true });
+
+    // While it is journaled: found as running, and it holds the tenant's only concurrency slot.
+    expect((await tenant.get(`/v1/executions/${id}`)).body).toMatchObject({ id, status: "running" });
+    const refused = await tenant.execute({ code: TRIVIAL });
+    expect(refused.status).toBe(429);
+
+    await expire(id);
+    expect(await runDurableObjectAlarm(ledgerStub())).toBe(true);
+    await ledgerOf(env, tenant.id).logged();
+
+    const stored = await tenant.get(`/v1/executions/${id}`);
+    expect(stored.body).toMatchObject({
+      id,
+      status: "timed_out",
+      success: false,
+      metadata: { note: "journaled" },
+      error: { code: "SANDBOX_TIMEOUT", logsLost: true },
+    });
+    expect(await journalRows()).toBe(0);
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+  });
+
+  it("keeps a cancelled job cancelled when its runner answers afterwards", async () => {
+    const answer = await answerFor(newExecutionId());
+    const id = answer.id;
+    await admitJournaled(id, Date.now() + 60_000);
+
+    const cancelled = await call(`/v1/executions/${id}/cancel`, { method: "POST", key: tenant.key });
+    expect(cancelled.body).toMatchObject({ id, status: "cancelled", error: { code: "SANDBOX_CANCELLED" } });
+
+    // The ledger answers the result it kept, or null once that result is already in the log.
+    const kept = await ledgerOf(env, tenant.id).complete(id, answer);
+    expect(kept === null || kept.status === "cancelled", JSON.stringify(kept)).toBe(true);
+    await ledgerOf(env, tenant.id).logged();
+    expect((await tenant.get(`/v1/executions/${id}`)).body).toMatchObject({ status: "cancelled" });
+    const row = await env.DB.prepare("SELECT status FROM executions WHERE id = ?").bind(id).first<{ status: string }>();
+    expect(row?.status).toBe("cancelled");
+  });
+
+  it("wakes a waiter when the runner answers", async () => {
+    const answer = await answerFor(newExecutionId());
+    const id = answer.id;
+    await admitJournaled(id, Date.now() + 60_000);
+
+    const waiting = call(`/v1/executions/${id}/wait?timeout=10000`, { method: "POST", key: tenant.key });
+    const early = await call(`/v1/executions/${id}/wait?timeout=10`, { method: "POST", key: tenant.key });
+    expect(early.status).toBe(202);
+    await ledgerOf(env, tenant.id).complete(id, answer);
+    const woken = await waiting;
+    expect(woken.status).toBe(200);
+    expect(woken.body).toMatchObject({ id, output: "from the runner" });
+  });
+
+  it("answers null to a runner whose job is no longer held, and the log keeps the given-up result", async () => {
+    const answer = await answerFor(newExecutionId());
+    const id = answer.id;
+    await admitJournaled(id, Date.now() + 60_000);
+    await expire(id);
+    expect(await runDurableObjectAlarm(ledgerStub())).toBe(true);
+    await ledgerOf(env, tenant.id).logged();
+    expect(await ledgerOf(env, tenant.id).complete(id, answer)).toBeNull();
+    expect((await tenant.get(`/v1/executions/${id}`)).body).toMatchObject({ status: "timed_out" });
+  });
+
+  it("is deleted everywhere by DELETE, and another tenant cannot see or touch it", async () => {
+    const ran = await tenant.execute({ code: TRIVIAL, input: 1 });
+    const id = String(ran.body.id);
+    const stranger = await createTenant();
+    for (const [method, suffix] of [
+      ["GET", ""],
+      ["POST", "/wait?timeout=10"],
+      ["POST", "/cancel"],
+      ["DELETE", ""],
+    ] as const) {
+      const response = await call(`/v1/executions/${id}${suffix}`, { method, key: stranger.key });
+      expect(response.status, `${method} ${suffix}`).toBe(404);
+    }
+
+    const deleted = await exports.default.fetch(
+      new Request(`https://cordon.test/v1/executions/${id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${tenant.key}` },
+      }),
+    );
+    expect(deleted.status).toBe(204);
+    expect((await tenant.get(`/v1/executions/${id}`)).status).toBe(404);
+    expect(await env.DB.prepare("SELECT id FROM executions WHERE id = ?").bind(id).first()).toBeNull();
+    expect(await journalRows()).toBe(0);
+  });
+
+  it("refuses to delete a job that is still running", async () => {
+    const id = newExecutionId();
+    await admitJournaled(id, Date.now() + 60_000);
+    const refused = await call(`/v1/executions/${id}`, { method: "DELETE", key: tenant.key });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ error: { code: "EXECUTION_NOT_FINISHED" } });
+  });
+});
