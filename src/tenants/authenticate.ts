@@ -1,7 +1,9 @@
 /**
  * Who is calling: an API key → its tenant. Used by every way in (HTTP bearer header, RPC argument).
+ * Accepted keys are remembered for a few seconds (caller-cache.ts).
  * Returns why a key was refused for the log; callers answer every refusal the same way.
  */
+import { cacheCaller, cachedCaller } from "./caller-cache";
 import { hashKey, keyPrefix, sameHash } from "./keys";
 import { findKeyWithTenant, type ApiKeyRecord, type Tenant } from "./store";
 
@@ -20,9 +22,14 @@ export async function authenticate(db: D1Database, key: string | null): Promise<
   if (key === null || key === "") return { ok: false, reason: "missing" };
   const prefix = keyPrefix(key);
   if (prefix === null) return { ok: false, reason: "malformed" };
-  const [found, hash] = await Promise.all([findKeyWithTenant(db, prefix), hashKey(key)]);
+  const hash = await hashKey(key);
+  const cached = cachedCaller(hash);
+  if (cached) return { ok: true, caller: cached };
+  const found = await findKeyWithTenant(db, prefix);
   if (!sameHash(hash, found?.key.hash ?? DECOY_HASH) || !found) return { ok: false, reason: "unknown" };
   if (found.key.revokedAt !== null) return { ok: false, reason: "revoked" };
   const { hash: _hash, ...publicRecord } = found.key;
-  return { ok: true, caller: { tenant: found.tenant, key: publicRecord } };
+  const caller = { tenant: found.tenant, key: publicRecord };
+  cacheCaller(hash, caller);
+  return { ok: true, caller };
 }

@@ -1,4 +1,5 @@
 /** Tenants and API keys in D1. Keys are stored as hashes; the plain key never reaches this module's tables. */
+import { forgetCallers } from "./caller-cache";
 import type { TrustLevel } from "../policy/trust";
 import { newId } from "../ids";
 
@@ -88,6 +89,7 @@ export async function updateTenant(
     )
     .bind(next.name, next.maxTrustLevel, next.rateLimitPerHour, next.maxConcurrency, next.updatedAt, id)
     .run();
+  forgetCallers({ tenantId: id });
   return next;
 }
 
@@ -164,6 +166,7 @@ export async function revokeKey(db: D1Database, id: string): Promise<ApiKeyRecor
     .prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
     .bind(new Date().toISOString(), id)
     .run();
+  forgetCallers({ keyId: id });
   return findKey(db, id);
 }
 
