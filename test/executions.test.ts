@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ledgerOf } from "../src/service/admission";
 import { createTenant, type TestTenant } from "./helpers";
 
 let tenant: TestTenant;
@@ -254,6 +255,8 @@ describe("isolation and storage", () => {
 
   it("still reads results stored before a metric existed, with that metric at zero", async () => {
     const { body } = await execute({ code: "export default async () => 'old'" });
+    // The log row is written just after the answer (the tenant's ledger gathers results for a moment).
+    await ledgerOf(env, String(body.tenantId)).logged();
     const row = await env.DB.prepare("SELECT result_json FROM executions WHERE id = ?")
       .bind(body.id)
       .first<{ result_json: string }>();

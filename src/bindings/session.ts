@@ -18,6 +18,11 @@ export interface BindingSessionOptions {
   maxCalls: number;
   db: D1Database;
   kv: KVNamespace;
+  /**
+   * For a job started before its admission answer (see service/early-start.ts): resolves true once it
+   * is admitted, false if it is refused. Calls wait for it, so a refused job has no effect on its data.
+   */
+  admitted?: Promise<boolean>;
 }
 
 export class BindingSession {
@@ -48,6 +53,9 @@ export class BindingSession {
       return refusal(`malformed binding call: ${parsed.error.issues[0]?.message ?? ""}`, "malformed_call");
     }
     const call = parsed.data;
+    if (this.#options.admitted && !(await this.#options.admitted)) {
+      return refusal("the job was not admitted", "not_admitted");
+    }
     if (!this.bindings.includes(call.binding)) {
       return refusal(
         `the ${call.binding} binding is not available at trust level "${this.#options.trustLevel}"`,

@@ -8,8 +8,8 @@
  * Journal: a synchronous job runs in the request that sent it (no object of its own: a fresh object per
  * job costs more than the job), so the ledger keeps it from admission until its result is in the
  * execution log (D1). The job is written down in the same call that admits it; its result comes back
- * with `complete`, which answers at once and writes the log row after (batched, retried from the
- * alarm). A job whose request died is given up at its deadline by the alarm, with a stored result.
+ * with `complete`, which answers at once; the log rows are written after, gathered into batches
+ * (retried from the alarm; a list read first waits for them, see `logged`). A job whose request died is given up at its deadline by the alarm, with a stored result.
  *
  * State lives in the object's SQLite storage with a schema version. Every method returns data and
  * never throws across RPC for a refusal.
@@ -80,6 +80,8 @@ export interface TenantLedgerApi {
 const CONCURRENCY_RETRY_MS = 1_000;
 /** A failed write to the execution log is tried again this much later. */
 const LOG_RETRY_MS = 30_000;
+/** How long a finished result waits for others to join its write to the execution log. */
+const LOG_GATHER_MS = 100;
 /** Results written to the execution log in one batch. */
 const LOG_BATCH = 50;
 
@@ -109,8 +111,10 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
   readonly #waiters = new Map<string, Set<() => void>>();
   /** The alarm as last set (undefined: not read yet since this object started). */
   #alarmAt: number | null | undefined;
-  /** The write to the execution log under way, if any. */
+  /** The write to the execution log under way or gathering results, if any. */
   #logging: Promise<void> | null = null;
+  /** Ends the gathering wait of the next log write early. */
+  #writeNow: (() => void) | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -192,7 +196,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
    * so it cannot land after the deletion.
    */
   async forget(executionId: string): Promise<void> {
-    await this.#logging;
+    await this.#loggedNow();
     this.#sql.exec("DELETE FROM journal WHERE id = ? AND result_json IS NOT NULL", executionId);
   }
 
@@ -201,7 +205,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
    * for the alarm), so a list read after it shows every job the tenant has been answered for.
    */
   async logged(): Promise<void> {
-    await this.#logging;
+    await this.#loggedNow();
   }
 
   /** Gives up jobs past their deadline, retries the log, and wakes again for the next deadline. */
@@ -218,7 +222,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       );
     }
     this.#sendToLog();
-    await this.#logging;
+    await this.#loggedNow();
     const next = this.#sql
       .exec<{ deadline: number | null }>("SELECT MIN(deadline) AS deadline FROM journal WHERE result_json IS NULL")
       .one().deadline;
@@ -279,9 +283,28 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     this.#sendToLog();
   }
 
+  /**
+   * Starts a log write unless one is under way. It first waits LOG_GATHER_MS for more results to join
+   * its batch (a result is served from here meanwhile): one write for a burst instead of one per job.
+   */
   #sendToLog(): void {
-    this.#logging ??= this.#writeLog().finally(() => (this.#logging = null));
+    if (this.#logging) return;
+    const gathered = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#writeNow?.(), LOG_GATHER_MS);
+      this.#writeNow = () => {
+        clearTimeout(timer);
+        this.#writeNow = null;
+        resolve();
+      };
+    });
+    this.#logging = gathered.then(() => this.#writeLog()).finally(() => (this.#logging = null));
     this.ctx.waitUntil(this.#logging);
+  }
+
+  /** Writes what is waiting for the log now, and resolves once it is written (or has failed). */
+  async #loggedNow(): Promise<void> {
+    this.#writeNow?.();
+    await this.#logging;
   }
 
   /**

@@ -33,9 +33,11 @@ export interface AdmittedJob {
   acceptedAt: number;
 }
 
+/** `admitted`: for a job started before its admission answer, see BindingSessionOptions.admitted. */
 export async function runOnItsHome(
   home: HomeContext,
   { job, prepared, tenantId, acceptedAt }: AdmittedJob,
+  admitted?: Promise<boolean>,
 ): Promise<ExecutionResult> {
   if (prepared.runtime === "node") {
     const [reply, codeSha256] = await Promise.all([
@@ -58,6 +60,7 @@ export async function runOnItsHome(
     maxCalls: prepared.limits.bindingCalls,
     db: home.env.DB,
     kv: home.env.JOB_KV,
+    ...(admitted ? { admitted } : {}),
   });
   return runEdgeJob(job, prepared, {
     runner: edgeRunnerFor(home.env, home.exports),

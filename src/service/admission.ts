@@ -6,6 +6,7 @@
 import type { JournalEntry, TenantLedgerApi } from "../durable/tenant-ledger";
 import { CordonError, ErrorCode, type RateInfo } from "../errors";
 import type { Caller } from "../tenants/authenticate";
+import { noteAdmission } from "./early-start";
 
 export const RATE_WINDOW_MS = 60 * 60 * 1000;
 /** Margin past a job's timeout after which an unreleased lease frees itself. */
@@ -42,6 +43,7 @@ export async function admitExecution(env: Env, caller: Caller, request: Admissio
     leaseMs: request.timeoutMs + LEASE_MARGIN_MS,
     ...(request.journal ? { journal: request.journal } : {}),
   });
+  noteAdmission(caller.tenant.id, result);
   const rate: RateInfo = {
     limit: result.limit,
     remaining: result.remaining,

@@ -24,6 +24,7 @@ import {
 } from "../store/executions";
 import type { Caller } from "../tenants/authenticate";
 import { admitExecution, ledgerOf, type RateInfo } from "./admission";
+import { mayStartEarly } from "./early-start";
 
 /** A request's bindings, loopback exports and lifetime (where its synchronous jobs run), and its caller. */
 export interface ServiceContext extends HomeContext {
@@ -54,14 +55,15 @@ function prepare(context: ServiceContext, job: ExecutionRequest): AdmittedJob {
 /**
  * Runs a job in this request and answers with its result. Its tenant's ledger journals it from
  * admission (one call) until the result is in the execution log, and gives it up at its deadline if
- * this request dies; so a synchronous job costs two calls to an object that is already warm.
+ * this request dies; so a synchronous job costs two calls to an object that is already warm, and the
+ * first of them usually overlaps the job's start (early-start.ts).
  */
 export async function execute(
   context: ServiceContext,
   job: ExecutionRequest,
 ): Promise<{ result: ExecutionResult; rate: RateInfo }> {
-  const admitted = prepare(context, job);
-  const { prepared, tenantId, acceptedAt } = admitted;
+  const ticket = prepare(context, job);
+  const { prepared, tenantId, acceptedAt } = ticket;
   const journal: JournalEntry = {
     id: prepared.executionId,
     tenantId,
@@ -76,12 +78,29 @@ export async function execute(
       limits: prepared.limits,
     },
   };
-  const rate = await admitExecution(context.env, context.caller, {
+  const admission = admitExecution(context.env, context.caller, {
     executionId: prepared.executionId,
     timeoutMs: prepared.limits.timeoutMs,
     journal,
   });
-  const result = await runOnItsHome(context, admitted);
+  let rate: RateInfo;
+  let result: ExecutionResult;
+  if (mayStartEarly(tenantId, prepared)) {
+    const running = runOnItsHome(
+      context,
+      ticket,
+      admission.then(
+        () => true,
+        () => false,
+      ),
+    );
+    // A refusal throws here: the early job's result is dropped and its isolate ends with the request.
+    rate = await admission;
+    result = await running;
+  } else {
+    rate = await admission;
+    result = await runOnItsHome(context, ticket);
+  }
   // The ledger's answer wins: a job cancelled or given up meanwhile keeps the result it already has.
   const kept = await ledgerOf(context.env, tenantId).complete(prepared.executionId, result);
   if (kept) return { result: kept, rate };
