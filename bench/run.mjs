@@ -9,12 +9,13 @@
  */
 /* global AbortSignal -- Node 24 global; not in the shared lint globals */
 import { spawn, spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { createWriteStream, readFileSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { loadDevVars } from "../scripts/local-config.mjs";
 
 const { values: flags } = parseArgs({
   options: { n: { type: "string", default: "300" }, concurrency: { type: "string", default: "8" } },
@@ -25,7 +26,7 @@ const THROUGHPUT_REQUESTS = 800;
 const WARMUP_REQUESTS = 30;
 const DEADLINE_MS = 10 * 60_000;
 const READY_TIMEOUT_MS = 120_000;
-/** Once /healthz answers, a job should run within this (the dev key is minted right after). */
+/** Once /healthz answers and the bench tenant exists, a job should run within this. */
 const FIRST_JOB_TIMEOUT_MS = 20_000;
 const READY_POLL_MS = 250;
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -34,8 +35,13 @@ const TARGET_P50_RATIO = 1.3;
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RESULTS_DIR = join(ROOT, "bench", "results");
-/** Where `npm run dev` saves the dev tenant's API key; CORDON_KEY overrides it. */
-const DEV_KEY_FILE = join(ROOT, ".wrangler", "cordon-dev-key.json");
+/**
+ * The in-process dispatcher keeps its own local state: two runtimes on one state directory would
+ * both open the same Durable Object and D1 files (SQLITE_BUSY).
+ */
+const IN_PROCESS_STATE = join(ROOT, ".wrangler", "bench-inprocess");
+/** Each run measures a fresh tenant of its own on each dispatcher, with room for every request. */
+const BENCH_TENANT = { name: "bench", maxTrustLevel: "high", rateLimit: 1_000_000, maxConcurrency: 50 };
 const INPUT = { a: 2, b: 3 };
 const EDGE_CODE = "export default async function (input) { return input.a + input.b }";
 const NODE_JOB = { runtime: "node", code: "module.exports = async function ({ input }) { return input.a + input.b }" };
@@ -50,7 +56,6 @@ const EXPECTED = INPUT.a + INPUT.b;
 
 const children = [];
 let stopping;
-let productKey;
 
 const deadline = setTimeout(() => {
   console.error(`[bench] hard deadline of ${DEADLINE_MS} ms reached`);
@@ -116,13 +121,37 @@ async function main() {
 
   // One wrangler at a time: two starting together can pick the same port for an internal socket.
   await waitReady(health, READY_TIMEOUT_MS);
+  await useBenchTenant(product, [edge, nodeWarm, nodeCold]);
   start("floor", "wrangler", ["dev", "-c", "bench/floor/wrangler.toml", "--port", String(floorPort)]);
   await waitReady(bare, READY_TIMEOUT_MS);
   // The same dispatcher with CORDON_HOST_URL empty: jobs run in its own Worker Loader, the shape it has
-  // in production. It shares the local D1 (and so the dev key) with the product above.
-  start("inprocess", "wrangler", ["dev", "--port", String(inProcessPort), "--var", "CORDON_HOST_URL:"]);
-  // The dev script mints (or revalidates) its key only once the product is up, so re-read it until a job runs.
-  await waitReady(edge, FIRST_JOB_TIMEOUT_MS, () => (productKey = process.env.CORDON_KEY ?? readDevKey()));
+  // in production. Its state (D1, Durable Objects) is its own, fresh each run.
+  await rm(IN_PROCESS_STATE, { recursive: true, force: true });
+  const migrate = spawnSync(
+    "wrangler",
+    ["d1", "migrations", "apply", "DB", "--local", "--persist-to", IN_PROCESS_STATE],
+    { cwd: ROOT, env: { ...process.env, CI: "1" }, encoding: "utf8" },
+  );
+  if (migrate.status !== 0) throw new Error(`migrations for the in-process dispatcher failed: ${migrate.stderr}`);
+  start("inprocess", "wrangler", [
+    "dev",
+    "--port",
+    String(inProcessPort),
+    "--var",
+    "CORDON_HOST_URL:",
+    "--persist-to",
+    IN_PROCESS_STATE,
+  ]);
+  await waitReady(
+    {
+      name: "in-process /healthz",
+      request: () => fetch(`${inProcess}/healthz`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }),
+      correct: (body) => JSON.parse(body).ok === true,
+    },
+    READY_TIMEOUT_MS,
+  );
+  await useBenchTenant(inProcess, [edgeInProcess]);
+  await waitReady(edge, FIRST_JOB_TIMEOUT_MS);
   await waitReady(edgeInProcess, READY_TIMEOUT_MS);
   console.log(
     `[bench] both up; ${WARMUP_REQUESTS} warm-up, ${SEQUENTIAL_REQUESTS} sequential, ` +
@@ -155,23 +184,37 @@ async function main() {
   console.log("[bench] written to bench/results/latest.md");
 }
 
+/** A job target; its `key` is set by useBenchTenant once its dispatcher is up. */
 function executionTarget(name, baseUrl, jobOf = () => ({ runtime: "edge", code: EDGE_CODE }), options = {}) {
   let sent = 0;
-  return {
+  const target = {
     name,
+    key: undefined,
     ...options,
     request: () =>
       fetch(`${baseUrl}/v1/executions`, {
         method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(productKey ? { authorization: `Bearer ${productKey}` } : {}),
-        },
+        headers: { "content-type": "application/json", authorization: `Bearer ${target.key}` },
         body: JSON.stringify({ ...jobOf(sent++), input: INPUT }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       }),
     correct: (body) => JSON.parse(body).output === EXPECTED,
   };
+  return target;
+}
+
+/** Creates this run's bench tenant on a dispatcher through its admin API and gives its key to `targets`. */
+async function useBenchTenant(baseUrl, targets) {
+  const response = await fetch(`${baseUrl}/v1/admin/tenants`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${loadDevVars().ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify(BENCH_TENANT),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  if (response.status !== 201)
+    throw new Error(`bench tenant on ${baseUrl}: ${response.status} ${await response.text()}`);
+  const { apiKey } = await response.json();
+  for (const target of targets) target.key = apiKey.key;
 }
 
 /**
@@ -236,13 +279,12 @@ async function throughput(target, count, concurrency) {
   return { requestsPerSecond: count / ((performance.now() - startedMs) / 1000), samples };
 }
 
-async function waitReady(target, timeoutMs, beforeAttempt = () => {}) {
+async function waitReady(target, timeoutMs) {
   const attempts = Math.ceil(timeoutMs / READY_POLL_MS);
   let last = "no response";
   for (let i = 0; i < attempts; i++) {
     const dead = children.find(({ child }) => child.exitCode !== null || child.signalCode !== null);
     if (dead) throw new Error(`${dead.name} exited before it was ready (see bench/results/${dead.name}.log)`);
-    beforeAttempt();
     try {
       const response = await target.request();
       last = `${response.status} ${await response.text()}`;
@@ -253,15 +295,6 @@ async function waitReady(target, timeoutMs, beforeAttempt = () => {}) {
     await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
   }
   throw new Error(`${target.name} not ready within ${timeoutMs} ms; last answer: ${last.slice(0, 500)}`);
-}
-
-function readDevKey() {
-  if (!existsSync(DEV_KEY_FILE)) return undefined;
-  try {
-    return JSON.parse(readFileSync(DEV_KEY_FILE, "utf8")).key;
-  } catch {
-    return undefined; // being written
-  }
 }
 
 function formatReport(targets, edges, bare) {

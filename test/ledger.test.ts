@@ -184,3 +184,34 @@ describe("a synchronous job's journal", () => {
     expect(refused.body).toMatchObject({ error: { code: "EXECUTION_NOT_FINISHED" } });
   });
 });
+
+describe("the ledger's rate window", () => {
+  const admitFor = (keyId: string, windowMs: number, tenantLimit: number, keyLimit: number | null) =>
+    ledgerOf(env, tenant.id).admit({
+      executionId: newExecutionId(),
+      keyId,
+      tenantLimit,
+      keyLimit,
+      windowMs,
+      maxConcurrency: 100,
+      leaseMs: 60_000,
+    });
+
+  it("counts admissions per tenant and per key, and gives them back as they leave the window", async () => {
+    expect(await admitFor("key_a", 60_000, 3, 1)).toMatchObject({ allowed: true, remaining: 2 });
+    expect(await admitFor("key_a", 60_000, 3, 1)).toMatchObject({ allowed: false, reason: "key_rate" });
+    expect(await admitFor("key_b", 60_000, 3, null)).toMatchObject({ allowed: true, remaining: 1 });
+    expect(await admitFor("key_b", 60_000, 3, null)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(await admitFor("key_b", 60_000, 3, null)).toMatchObject({ allowed: false, reason: "tenant_rate" });
+
+    // Seen through a 1 ms window, every earlier admission has left it: all counts are back to zero.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await admitFor("key_a", 1, 3, 1)).toMatchObject({ allowed: true, remaining: 2 });
+    const counts = await runInDurableObject(ledgerStub(), (_instance: TenantLedger, state) =>
+      state.storage.sql
+        .exec<{ key_id: string; n: number }>("SELECT key_id, n FROM hit_counts ORDER BY key_id")
+        .toArray(),
+    );
+    expect(counts).toEqual([{ key_id: "key_a", n: 1 }]);
+  });
+});

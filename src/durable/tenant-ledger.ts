@@ -97,6 +97,11 @@ const MIGRATIONS: readonly string[] = [
      result_json TEXT
    );
    CREATE INDEX journal_running ON journal (deadline) WHERE result_json IS NULL;`,
+  // Counts of the hits in the window by key, kept as hits come and expire: admission reads a count
+  // instead of counting rows, so its cost does not grow with the tenant's rate limit.
+  `CREATE TABLE hit_counts (key_id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+   INSERT INTO hit_counts (key_id, n) SELECT key_id, COUNT(*) FROM hits GROUP BY key_id;
+   CREATE INDEX hits_by_key ON hits (key_id, ts);`,
 ];
 
 type JournalRow = {
@@ -231,11 +236,10 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
 
   #acquire(request: AdmitRequest): AdmitResult {
     const now = Date.now();
-    const windowStart = now - request.windowMs;
-    this.#sql.exec("DELETE FROM hits WHERE ts <= ?", windowStart);
+    this.#expireHits(now - request.windowMs);
     this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
 
-    const tenantHits = this.#count("SELECT COUNT(*) AS n FROM hits");
+    const tenantHits = this.#count("SELECT COALESCE(SUM(n), 0) AS n FROM hit_counts");
     const oldest = this.#sql.exec<{ ts: number | null }>("SELECT MIN(ts) AS ts FROM hits").one().ts;
     const resetMs = oldest === null ? request.windowMs : oldest + request.windowMs - now;
     const status = { limit: request.tenantLimit, remaining: Math.max(0, request.tenantLimit - tenantHits), resetMs };
@@ -244,7 +248,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       return { allowed: false, reason: "tenant_rate", ...status, retryAfterMs: resetMs };
     }
     if (request.keyLimit !== null) {
-      const keyHits = this.#count("SELECT COUNT(*) AS n FROM hits WHERE key_id = ?", request.keyId);
+      const keyHits = this.#count("SELECT COALESCE(SUM(n), 0) AS n FROM hit_counts WHERE key_id = ?", request.keyId);
       if (keyHits >= request.keyLimit) {
         const keyOldest = this.#sql
           .exec<{ ts: number }>("SELECT MIN(ts) AS ts FROM hits WHERE key_id = ?", request.keyId)
@@ -265,6 +269,10 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     }
 
     this.#sql.exec("INSERT INTO hits (ts, key_id) VALUES (?, ?)", now, request.keyId);
+    this.#sql.exec(
+      "INSERT INTO hit_counts (key_id, n) VALUES (?, 1) ON CONFLICT (key_id) DO UPDATE SET n = n + 1",
+      request.keyId,
+    );
     this.#sql.exec("INSERT INTO leases (id, expires_at) VALUES (?, ?)", request.executionId, now + request.leaseMs);
     return {
       allowed: true,
@@ -272,6 +280,20 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       remaining: status.remaining - 1,
       resetMs: oldest === null ? request.windowMs : resetMs,
     };
+  }
+
+  /** Drops the hits that have left the window, and takes them off their key's count. */
+  #expireHits(windowStart: number): void {
+    const expired = this.#sql
+      .exec<{ key_id: string }>("DELETE FROM hits WHERE ts <= ? RETURNING key_id", windowStart)
+      .toArray();
+    if (expired.length === 0) return;
+    const byKey = new Map<string, number>();
+    for (const { key_id } of expired) byKey.set(key_id, (byKey.get(key_id) ?? 0) + 1);
+    for (const [keyId, gone] of byKey) {
+      this.#sql.exec("UPDATE hit_counts SET n = n - ? WHERE key_id = ?", gone, keyId);
+    }
+    this.#sql.exec("DELETE FROM hit_counts WHERE n <= 0");
   }
 
   /** Records a journaled job's final result, frees its slot, wakes its waiters and sends it to the log. */
