@@ -41,6 +41,7 @@ const RUNAWAYS: [name: string, code: string][] = [
     "an endless timer chain",
     "export default async () => { const go = () => setTimeout(go, 0); go(); await new Promise(() => {}) }",
   ],
+  ["a catastrophic regexp", "export default async () => /^(a+)+$/.test('a'.repeat(40) + '!')"],
   ["a catastrophic regexp with a backreference", "export default async () => /^(a*)*\\1b$/.test('a'.repeat(5000))"],
   [
     "a native sort of a huge array",
@@ -69,12 +70,6 @@ describe("runaway jobs end within timeout + 2 s", () => {
     expect(status).toBe(422);
     expect(body.error?.code).toBe("SANDBOX_MEMORY_LIMIT");
     expect((await call(`/v1/executions/${body.id}`)).body.status).toBe("failed");
-  });
-
-  it("a catastrophic regexp without backreferences finishes (linear-time fallback)", async () => {
-    const { status, body } = await execute({ code: "export default async () => /^(a+)+$/.test('a'.repeat(40) + '!')" });
-    expect(status).toBe(200);
-    expect(body.output).toBe(false);
   });
 
   it("reports where in the job's code the guard stopped it", async () => {
