@@ -1,11 +1,12 @@
 /**
- * One ExecutionTracker per execution: the job's state machine (running → succeeded | failed |
- * timed_out | cancelled), its deadline as an alarm, and its final result. The job runs from here, so
- * it outlives the request that started it (async jobs) and a result is stored whatever happens: when
+ * One ExecutionTracker per asynchronous execution: the job's state machine (running → succeeded |
+ * failed | timed_out | cancelled), its deadline as an alarm, and its final result. The job runs from
+ * here, so it outlives the request that submitted it, and a result is stored whatever happens: when
  * the runner answers, when the caller cancels, or, if nothing answers, when the alarm fires.
+ * (Synchronous jobs run in their request, journaled by their tenant's ledger: tenant-ledger.ts.)
  *
  * State lives in SQLite with a schema version. The RPC façade returns data; the work is in
- * src/edge/execute.ts and src/edge/judge.ts.
+ * src/jobs/homes.ts.
  */
 import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
@@ -29,7 +30,6 @@ export type TrackedState =
  * too deeply for TypeScript, so stubs are typed with this plain interface, which the class implements.
  */
 export interface ExecutionTrackerApi {
-  run(ticket: JobTicket): Promise<ExecutionResult>;
   submit(ticket: JobTicket): Promise<ExecutionProgress>;
   state(): Promise<TrackedState>;
   wait(timeoutMs: number): Promise<TrackedState>;
@@ -57,13 +57,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     migrateSqlite(this.#sql, MIGRATIONS);
   }
 
-  /** Runs the job and answers with its result (the synchronous API). */
-  async run(ticket: JobTicket): Promise<ExecutionResult> {
-    await this.#begin(ticket);
-    return this.#execute(ticket);
-  }
-
-  /** Starts the job and answers at once (the asynchronous API). */
+  /** Starts the job and answers at once. */
   async submit(ticket: JobTicket): Promise<ExecutionProgress> {
     await this.#begin(ticket);
     this.ctx.waitUntil(this.#execute(ticket));

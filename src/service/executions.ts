@@ -63,8 +63,38 @@ export async function execute(
   job: ExecutionRequest,
 ): Promise<{ result: ExecutionResult; rate: RateInfo }> {
   const ticket = prepare(context, job);
-  const { prepared, tenantId, acceptedAt } = ticket;
-  const journal: JournalEntry = {
+  const { prepared, tenantId } = ticket;
+  const admission = admitExecution(context.env, context.caller, {
+    executionId: prepared.executionId,
+    timeoutMs: prepared.limits.timeoutMs,
+    journal: await journalEntryOf(ticket),
+  });
+  let rate: RateInfo;
+  let result: ExecutionResult;
+  if (mayStartEarly(tenantId, prepared)) {
+    const admitted = admission.then(
+      () => true,
+      () => false,
+    );
+    const running = runOnItsHome(context, ticket, admitted);
+    // A refused job's result is dropped: it ends with this request (on the local host, by its deadline).
+    running.catch(() => undefined);
+    rate = await admission;
+    result = await running;
+  } else {
+    rate = await admission;
+    result = await runOnItsHome(context, ticket);
+  }
+  // The ledger's answer wins: a job cancelled or given up meanwhile keeps the result it already has.
+  const kept = await ledgerOf(context.env, tenantId).complete(prepared.executionId, result);
+  if (kept) return { result: kept, rate };
+  const logged = await findExecution(context.env.DB, tenantId, prepared.executionId);
+  return { result: logged?.result ?? result, rate };
+}
+
+/** What the ledger keeps of a synchronous job, to give it up or cancel it without its runner. */
+async function journalEntryOf({ job, prepared, tenantId, acceptedAt }: AdmittedJob): Promise<JournalEntry> {
+  return {
     id: prepared.executionId,
     tenantId,
     codeSha256: await sha256Hex(job.code),
@@ -78,34 +108,6 @@ export async function execute(
       limits: prepared.limits,
     },
   };
-  const admission = admitExecution(context.env, context.caller, {
-    executionId: prepared.executionId,
-    timeoutMs: prepared.limits.timeoutMs,
-    journal,
-  });
-  let rate: RateInfo;
-  let result: ExecutionResult;
-  if (mayStartEarly(tenantId, prepared)) {
-    const running = runOnItsHome(
-      context,
-      ticket,
-      admission.then(
-        () => true,
-        () => false,
-      ),
-    );
-    // A refusal throws here: the early job's result is dropped and its isolate ends with the request.
-    rate = await admission;
-    result = await running;
-  } else {
-    rate = await admission;
-    result = await runOnItsHome(context, ticket);
-  }
-  // The ledger's answer wins: a job cancelled or given up meanwhile keeps the result it already has.
-  const kept = await ledgerOf(context.env, tenantId).complete(prepared.executionId, result);
-  if (kept) return { result: kept, rate };
-  const logged = await findExecution(context.env.DB, tenantId, prepared.executionId);
-  return { result: logged?.result ?? result, rate };
 }
 
 /** Starts a job and answers at once; its own tracker runs it (it outlives this request) and keeps its result. */
