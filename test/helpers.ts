@@ -1,4 +1,5 @@
 import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
 
 /** Matches the ADMIN_TOKEN binding set in vitest.config.ts. */
 export const ADMIN_TOKEN = "test-admin-token";
@@ -74,4 +75,17 @@ export async function createTenant(options: Record<string, unknown> = {}): Promi
     execute: (job) => postJson("/v1/executions", { runtime: "edge", ...job }, apiKey.key),
     get: (path) => call(path, { key: apiKey.key }),
   };
+}
+
+/** Every route on one execution answers `stranger` 404, exactly as for an id that does not exist. */
+export async function expectHiddenFrom(stranger: TestTenant, id: string): Promise<void> {
+  for (const [method, suffix] of [
+    ["GET", ""],
+    ["POST", "/wait?timeout=10"],
+    ["POST", "/cancel"],
+    ["DELETE", ""],
+  ] as const) {
+    const response = await call(`/v1/executions/${id}${suffix}`, { method, key: stranger.key });
+    expect(response.status, `${method} ${suffix}`).toBe(404);
+  }
 }

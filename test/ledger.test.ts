@@ -9,7 +9,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { JournalEntry, TenantLedger } from "../src/durable/tenant-ledger";
 import { ExecutionResult } from "../src/schemas";
 import { ledgerOf, RATE_WINDOW_MS } from "../src/service/admission";
-import { call, createTenant, type TestTenant } from "./helpers";
+import { call, createTenant, expectHiddenFrom, type TestTenant } from "./helpers";
 
 const TRIVIAL = "export default async (input) => input";
 
@@ -154,15 +154,7 @@ describe("a synchronous job's journal", () => {
     const ran = await tenant.execute({ code: TRIVIAL, input: 1 });
     const id = String(ran.body.id);
     const stranger = await createTenant();
-    for (const [method, suffix] of [
-      ["GET", ""],
-      ["POST", "/wait?timeout=10"],
-      ["POST", "/cancel"],
-      ["DELETE", ""],
-    ] as const) {
-      const response = await call(`/v1/executions/${id}${suffix}`, { method, key: stranger.key });
-      expect(response.status, `${method} ${suffix}`).toBe(404);
-    }
+    await expectHiddenFrom(stranger, id);
 
     const deleted = await exports.default.fetch(
       new Request(`https://cordon.test/v1/executions/${id}`, {
