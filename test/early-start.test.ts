@@ -6,6 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { BindingSession } from "../src/bindings/session";
 import { prepareEdgeJob } from "../src/edge/prepare";
+import { prepareNodeJob } from "../src/node/prepare";
 import { tenantKvPrefix } from "../src/bindings/kv";
 import { ExecutionRequest } from "../src/schemas";
 import { mayStartEarly, noteAdmission } from "../src/service/early-start";
@@ -77,6 +78,14 @@ describe("a job started before its admission answer", () => {
 });
 
 describe("who starts early", () => {
+  const nodeJob = (extra: Record<string, unknown>) =>
+    prepareNodeJob(ExecutionRequest.parse({ runtime: "node", code: "module.exports = async () => 1", ...extra }), {
+      executionId: "exec_x",
+      trustLevel: "high",
+      tenantId: "ten_x",
+      networkAvailable: true,
+    });
+
   const job = (extra: Record<string, unknown>) =>
     prepareEdgeJob(ExecutionRequest.parse({ runtime: "edge", code: "export default async () => 1", ...extra }), {
       executionId: "exec_x",
@@ -84,11 +93,16 @@ describe("who starts early", () => {
       acceptedAt: Date.now(),
     });
 
-  it("is an edge job without network, of a tenant not refused lately", () => {
+  it("is an edge job without network or a node job without network or packages, of a tenant not refused lately", () => {
     const tenantId = `ten_${crypto.randomUUID().replaceAll("-", "")}`;
     expect(mayStartEarly(tenantId, job({}))).toBe(true);
     expect(
       mayStartEarly(tenantId, job({ limits: { network: { enabled: true, allowedDomains: ["example.com"] } } })),
+    ).toBe(false);
+    expect(mayStartEarly(tenantId, nodeJob({}))).toBe(true);
+    expect(mayStartEarly(tenantId, nodeJob({ packages: ["left-pad@1.3.0"] }))).toBe(false);
+    expect(
+      mayStartEarly(tenantId, nodeJob({ limits: { network: { enabled: true, allowedDomains: ["example.com"] } } })),
     ).toBe(false);
 
     noteAdmission(tenantId, { allowed: true, remaining: 5 });

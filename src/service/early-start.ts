@@ -1,13 +1,15 @@
 /**
- * Whether a synchronous job may start while its admission call is still on its way: the isolate's
- * start (the largest part of a small job) then overlaps the round trip to the tenant's ledger.
+ * Whether a synchronous job may start while its admission call is still on its way: the job's start
+ * (an isolate, or a sandboxed Node process) then overlaps the round trip to the tenant's ledger.
  *
- * Safe because nothing a job does reaches the world before it is admitted: its binding calls wait for
- * the answer (BindingSession.admitted) and are refused if it is no, and a job with network never
- * starts early (its requests leave through the egress gateway, which does not wait). A refused job's
- * result is dropped and its isolate ends with the request. What a refused early start costs is the
- * CPU it used meanwhile, so a tenant refused in the last few seconds in this isolate starts no job
- * early, and neither does one that has just used its last admission of the window.
+ * Only jobs that cannot reach the world before they are admitted start early. An edge job without
+ * network: its binding calls wait for the answer (BindingSession.admitted) and are refused if it is
+ * no. A node job without network and without packages: it has no bindings, and writes only to its own
+ * sandbox. A job with network never starts early (its requests leave through the egress gateway or
+ * proxy, which do not wait), nor one with packages (they are installed into a shared cache). A refused
+ * job's result is dropped. What a refused early start costs is the CPU it used meanwhile, so a tenant
+ * refused in the last few seconds in this isolate starts no job early, and neither does one that has
+ * just used its last admission of the window.
  */
 import type { PreparedJob } from "../edge/prepare";
 import type { PreparedNodeJob } from "../node/prepare";
@@ -20,7 +22,7 @@ const MAX_TENANTS = 10_000;
 const refusedUntil = new Map<string, number>();
 
 export function mayStartEarly(tenantId: string, prepared: PreparedJob | PreparedNodeJob): boolean {
-  if (prepared.runtime !== "edge" || prepared.runnerRequest.network !== null) return false;
+  if (!startsWithoutEffects(prepared)) return false;
   const until = refusedUntil.get(tenantId);
   if (until === undefined) return true;
   if (until > Date.now()) return false;
@@ -33,4 +35,9 @@ export function noteAdmission(tenantId: string, answer: { allowed: boolean; rema
   if (answer.allowed && answer.remaining > 0) return;
   if (refusedUntil.size >= MAX_TENANTS) refusedUntil.clear();
   refusedUntil.set(tenantId, Date.now() + REFUSAL_MEMORY_MS);
+}
+
+function startsWithoutEffects(prepared: PreparedJob | PreparedNodeJob): boolean {
+  if (prepared.runtime === "edge") return prepared.runnerRequest.network === null;
+  return !prepared.request.network && !prepared.request.packages?.length;
 }
