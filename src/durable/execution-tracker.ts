@@ -15,7 +15,7 @@ import { cancelOnItsHome, REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type 
 import { abandonedResult } from "../results";
 import type { ExecutionProgress, ExecutionResult } from "../schemas";
 import { releaseLease } from "../service/admission";
-import { deleteExecution, readStoredResult, saveExecution, sha256Hex } from "../store/executions";
+import { deleteExecution, readStoredResult, saveExecution } from "../store/executions";
 
 /** What the dispatcher hands the tracker: everything needed to run the job and record it. */
 export type JobTicket = AdmittedJob;
@@ -183,7 +183,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     const record = {
       id: ticket.prepared.executionId,
       tenantId: ticket.tenantId,
-      codeSha256: await sha256Hex(ticket.job.code),
+      codeSha256: ticket.codeSha256,
       createdAt: new Date(ticket.acceptedAt),
       finishedAt: new Date(),
     };

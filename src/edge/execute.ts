@@ -4,7 +4,6 @@
  */
 import type { BindingSession } from "../bindings/session";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
-import { sha256Hex } from "../store/executions";
 import { judge } from "./judge";
 import type { PreparedJob } from "./prepare";
 import type { EdgeRunner } from "./protocol";
@@ -13,6 +12,7 @@ export interface RunContext {
   runner: EdgeRunner;
   session: BindingSession;
   tenantId: string;
+  codeSha256: string;
   acceptedAt: Date;
 }
 
@@ -21,15 +21,12 @@ export async function runEdgeJob(
   prepared: PreparedJob,
   context: RunContext,
 ): Promise<ExecutionResult> {
-  const [reply, codeSha256] = await Promise.all([
-    context.runner.run(prepared.runnerRequest, context.session),
-    sha256Hex(job.code),
-  ]);
+  const reply = await context.runner.run(prepared.runnerRequest, context.session);
   return judge(
     {
       id: prepared.runnerRequest.executionId,
       tenantId: context.tenantId,
-      codeSha256,
+      codeSha256: context.codeSha256,
       createdAt: context.acceptedAt,
       finishedAt: new Date(),
     },

@@ -11,7 +11,6 @@ import { judgeNode } from "../node/judge";
 import type { PreparedNodeJob } from "../node/prepare";
 import { nodeHomeFor } from "../node/select-home";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
-import { sha256Hex } from "../store/executions";
 
 /** A job that has not reported this long after its deadline (past the runner's kill and the host's margin) is given up. */
 export const REPORT_GRACE_MS = 10_000;
@@ -31,19 +30,18 @@ export interface AdmittedJob {
   prepared: PreparedJob | PreparedNodeJob;
   tenantId: string;
   acceptedAt: number;
+  /** SHA-256 of the job's code, computed once at admission for every record of it. */
+  codeSha256: string;
 }
 
 /** `admitted`: for a job started before its admission answer, see BindingSessionOptions.admitted. */
 export async function runOnItsHome(
   home: HomeContext,
-  { job, prepared, tenantId, acceptedAt }: AdmittedJob,
+  { job, prepared, tenantId, acceptedAt, codeSha256 }: AdmittedJob,
   admitted?: Promise<boolean>,
 ): Promise<ExecutionResult> {
   if (prepared.runtime === "node") {
-    const [reply, codeSha256] = await Promise.all([
-      nodeHomeFor(home.env, prepared.trustLevel, home.waitUntil).run(prepared.request),
-      sha256Hex(job.code),
-    ]);
+    const reply = await nodeHomeFor(home.env, prepared.trustLevel, home.waitUntil).run(prepared.request);
     const record = {
       id: prepared.executionId,
       tenantId,
@@ -66,6 +64,7 @@ export async function runOnItsHome(
     runner: edgeRunnerFor(home.env, home.exports),
     session,
     tenantId,
+    codeSha256,
     acceptedAt: new Date(acceptedAt),
   });
 }

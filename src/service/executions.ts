@@ -35,7 +35,7 @@ export interface ServiceContext extends HomeContext {
  * Static checks and instrumentation. They run before admission, so refused code does not use up the
  * tenant's quota.
  */
-function prepare(context: ServiceContext, job: ExecutionRequest): AdmittedJob {
+async function prepare(context: ServiceContext, job: ExecutionRequest): Promise<AdmittedJob> {
   const { env, caller } = context;
   const trustLevel = effectiveTrustLevel(job.trustLevel, caller.tenant.maxTrustLevel, job.runtime);
   const acceptedAt = Date.now();
@@ -49,7 +49,7 @@ function prepare(context: ServiceContext, job: ExecutionRequest): AdmittedJob {
           networkAvailable: nodeHomeHasNetwork(env),
         })
       : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
-  return { job, prepared, tenantId: caller.tenant.id, acceptedAt };
+  return { job, prepared, tenantId: caller.tenant.id, acceptedAt, codeSha256: await sha256Hex(job.code) };
 }
 
 /**
@@ -62,12 +62,12 @@ export async function execute(
   context: ServiceContext,
   job: ExecutionRequest,
 ): Promise<{ result: ExecutionResult; rate: RateInfo }> {
-  const ticket = prepare(context, job);
+  const ticket = await prepare(context, job);
   const { prepared, tenantId } = ticket;
   const admission = admitExecution(context.env, context.caller, {
     executionId: prepared.executionId,
     timeoutMs: prepared.limits.timeoutMs,
-    journal: await journalEntryOf(ticket),
+    journal: journalEntryOf(ticket),
   });
   let rate: RateInfo;
   let result: ExecutionResult;
@@ -93,11 +93,11 @@ export async function execute(
 }
 
 /** What the ledger keeps of a synchronous job, to give it up or cancel it without its runner. */
-async function journalEntryOf({ job, prepared, tenantId, acceptedAt }: AdmittedJob): Promise<JournalEntry> {
+function journalEntryOf({ job, prepared, tenantId, acceptedAt, codeSha256 }: AdmittedJob): JournalEntry {
   return {
     id: prepared.executionId,
     tenantId,
-    codeSha256: await sha256Hex(job.code),
+    codeSha256,
     acceptedAt,
     deadline: acceptedAt + prepared.limits.timeoutMs + REPORT_GRACE_MS,
     metadata: job.metadata,
@@ -115,7 +115,7 @@ export async function submit(
   context: ServiceContext,
   job: ExecutionRequest,
 ): Promise<{ progress: ExecutionProgress; rate: RateInfo }> {
-  const ticket = prepare(context, job);
+  const ticket = await prepare(context, job);
   const rate = await admitExecution(context.env, context.caller, {
     executionId: ticket.prepared.executionId,
     timeoutMs: ticket.prepared.limits.timeoutMs,
