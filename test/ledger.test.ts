@@ -178,16 +178,14 @@ describe("a synchronous job's journal", () => {
 });
 
 describe("the ledger's rate window", () => {
-  const admitFor = (keyId: string, windowMs: number, tenantLimit: number, keyLimit: number | null) =>
-    ledgerOf(env, tenant.id).admit({
-      executionId: newExecutionId(),
-      keyId,
-      tenantLimit,
-      keyLimit,
-      windowMs,
-      maxConcurrency: 100,
-      leaseMs: 60_000,
-    });
+  const admitFor = (
+    keyId: string,
+    windowMs: number,
+    tenantLimit: number,
+    keyLimit: number | null,
+    slots = { maxConcurrency: 100, leaseMs: 60_000 },
+  ) =>
+    ledgerOf(env, tenant.id).admit({ executionId: newExecutionId(), keyId, tenantLimit, keyLimit, windowMs, ...slots });
 
   it("counts admissions per tenant and per key, and gives them back as they leave the window", async () => {
     expect(await admitFor("key_a", 60_000, 3, 1)).toMatchObject({ allowed: true, remaining: 2 });
@@ -205,5 +203,14 @@ describe("the ledger's rate window", () => {
         .toArray(),
     );
     expect(counts).toEqual([{ key_id: "key_a", n: 1 }]);
+  });
+
+  it("does not count a lease that expired (its dispatcher died) against the concurrency cap", async () => {
+    const oneSlot = { maxConcurrency: 1, leaseMs: 1 };
+    expect(await admitFor("key_a", 60_000, 100, null, oneSlot)).toMatchObject({ allowed: true });
+    const held = { maxConcurrency: 1, leaseMs: 60_000 };
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await admitFor("key_a", 60_000, 100, null, held)).toMatchObject({ allowed: true });
+    expect(await admitFor("key_a", 60_000, 100, null, held)).toMatchObject({ allowed: false, reason: "concurrency" });
   });
 });

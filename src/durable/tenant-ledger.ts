@@ -114,6 +114,8 @@ type JournalRow = {
 export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi {
   readonly #sql: SqlStorage;
   readonly #waiters = new Map<string, Set<() => void>>();
+  /** The rate window's totals (undefined: to be read from storage, as after a start or an expiry). */
+  #window: { tenantHits: number; oldest: number | null } | undefined;
   /** The alarm as last set (undefined: not read yet since this object started). */
   #alarmAt: number | null | undefined;
   /** The write to the execution log under way or gathering results, if any. */
@@ -236,11 +238,10 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
 
   #acquire(request: AdmitRequest): AdmitResult {
     const now = Date.now();
-    this.#expireHits(now - request.windowMs);
-    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    this.#expireHits(now - request.windowMs, now);
 
-    const tenantHits = this.#count("SELECT COALESCE(SUM(n), 0) AS n FROM hit_counts");
-    const oldest = this.#sql.exec<{ ts: number | null }>("SELECT MIN(ts) AS ts FROM hits").one().ts;
+    const tenantHits = this.#tenantHits();
+    const oldest = this.#oldestHit();
     const resetMs = oldest === null ? request.windowMs : oldest + request.windowMs - now;
     const status = { limit: request.tenantLimit, remaining: Math.max(0, request.tenantLimit - tenantHits), resetMs };
 
@@ -264,7 +265,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
         };
       }
     }
-    if (this.#count("SELECT COUNT(*) AS n FROM leases") >= request.maxConcurrency) {
+    if (this.#runningCount(request.maxConcurrency, now) >= request.maxConcurrency) {
       return { allowed: false, reason: "concurrency", ...status, retryAfterMs: CONCURRENCY_RETRY_MS };
     }
 
@@ -274,6 +275,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       request.keyId,
     );
     this.#sql.exec("INSERT INTO leases (id, expires_at) VALUES (?, ?)", request.executionId, now + request.leaseMs);
+    this.#window = { tenantHits: tenantHits + 1, oldest: oldest ?? now };
     return {
       allowed: true,
       limit: request.tenantLimit,
@@ -282,18 +284,55 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     };
   }
 
-  /** Drops the hits that have left the window, and takes them off their key's count. */
-  #expireHits(windowStart: number): void {
+  /**
+   * Drops the hits that have left the window (taking them off their key's count) and the leases that
+   * have expired. Admission runs this on every call, so it reads the window from memory and touches
+   * storage only when the oldest hit has actually left it.
+   */
+  #expireHits(windowStart: number, now: number): void {
+    const oldest = this.#oldestHit();
+    if (oldest === null || oldest > windowStart) return;
     const expired = this.#sql
       .exec<{ key_id: string }>("DELETE FROM hits WHERE ts <= ? RETURNING key_id", windowStart)
       .toArray();
-    if (expired.length === 0) return;
     const byKey = new Map<string, number>();
     for (const { key_id } of expired) byKey.set(key_id, (byKey.get(key_id) ?? 0) + 1);
     for (const [keyId, gone] of byKey) {
       this.#sql.exec("UPDATE hit_counts SET n = n - ? WHERE key_id = ?", gone, keyId);
     }
     this.#sql.exec("DELETE FROM hit_counts WHERE n <= 0");
+    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    this.#window = undefined;
+  }
+
+  /** Admissions in the window, from memory once read (this object is the only writer). */
+  #tenantHits(): number {
+    this.#window ??= this.#readWindow();
+    return this.#window.tenantHits;
+  }
+
+  /** When the oldest admission in the window happened; null for an empty window. */
+  #oldestHit(): number | null {
+    this.#window ??= this.#readWindow();
+    return this.#window.oldest;
+  }
+
+  #readWindow(): { tenantHits: number; oldest: number | null } {
+    return {
+      tenantHits: this.#count("SELECT COALESCE(SUM(n), 0) AS n FROM hit_counts"),
+      oldest: this.#sql.exec<{ ts: number | null }>("SELECT MIN(ts) AS ts FROM hits").one().ts,
+    };
+  }
+
+  /**
+   * Jobs holding a slot. An expired lease (its dispatcher died) is dropped only when the count would
+   * refuse a job: below the cap it makes no difference, and the common path stays one read.
+   */
+  #runningCount(maxConcurrency: number, now: number): number {
+    const held = this.#count("SELECT COUNT(*) AS n FROM leases");
+    if (held < maxConcurrency) return held;
+    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    return this.#count("SELECT COUNT(*) AS n FROM leases");
   }
 
   /** Records a journaled job's final result, frees its slot, wakes its waiters and sends it to the log. */
