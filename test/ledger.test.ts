@@ -83,6 +83,29 @@ describe("a synchronous job's journal", () => {
     expect((await tenant.get(`/v1/executions/${String(ran.body.id)}`)).body).toMatchObject({ output: 7 });
   });
 
+  it("writes a full batch of results to the log without waiting out the gathering time", async () => {
+    const template = await answerFor(newExecutionId());
+    await ledgerOf(env, tenant.id).logged(); // the template's own run is written, so the batch is ours alone
+    const ids = Array.from({ length: 50 }, newExecutionId);
+    for (const id of ids) {
+      expect(await admitJournaled(id, Date.now() + 60_000)).toMatchObject({ allowed: true });
+      await ledgerOf(env, tenant.id).complete(id, { ...template, id });
+    }
+    // Well before the ledger's 1 s gathering time would end, and without a list asking for them.
+    const startedAt = Date.now();
+    let logged = 0;
+    while (Date.now() - startedAt < 600 && logged < ids.length) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const count = await env.DB.prepare(
+        `SELECT COUNT(*) AS n FROM executions WHERE id IN (${ids.map(() => "?").join(", ")})`,
+      )
+        .bind(...ids)
+        .first<{ n: number }>();
+      logged = count?.n ?? 0;
+    }
+    expect(logged).toBe(ids.length);
+  });
+
   it("gives up a job whose request died, at its deadline, with SANDBOX_TIMEOUT, and frees its slot", async () => {
     const id = newExecutionId();
     expect(await admitJournaled(id, Date.now() + 60_000)).toMatchObject({ allowed: true });
