@@ -466,8 +466,8 @@ function start(name, command, args, env = {}) {
       PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH}`,
       WRANGLER_SEND_METRICS: "false",
       // wrangler dev's local trace collector writes every span of every request to a SQLite file,
-      // so it taxes each target by how many operations it makes (≈ 5 ms per job here, ≈ 3 ms per
-      // floor request); neither production nor the floor's definition has it. Off for every target.
+      // so it taxes each target by how many calls it makes (several ms per job here, see README);
+      // production has nothing like it. Off for every target.
       X_LOCAL_OBSERVABILITY: "false",
     },
   });
