@@ -106,6 +106,25 @@ describe("a synchronous job's journal", () => {
     expect(logged).toBe(ids.length);
   });
 
+  it("lists a result that waits in the ledger with no write under way (as after the object restarted)", async () => {
+    const id = newExecutionId();
+    const result = await answerFor(id);
+    await ledgerOf(env, tenant.id).logged();
+    // Straight into storage, as a restarted object finds it: finished, not logged, nothing gathering.
+    await runInDurableObject(ledgerStub(), (_instance: TenantLedger, state) => {
+      state.storage.sql.exec(
+        "INSERT INTO journal (id, entry_json, deadline, result_json) VALUES (?, '{}', ?, ?)",
+        id,
+        Date.now() + 60_000,
+        JSON.stringify(result),
+      );
+    });
+    const listed = await tenant.get("/v1/executions?limit=100");
+    expect(listed.status).toBe(200);
+    expect((listed.body.executions as { id: string }[]).map((row) => row.id)).toContain(id);
+    expect(await journalRows()).toBe(0);
+  });
+
   it("gives up a job whose request died, at its deadline, with SANDBOX_TIMEOUT, and frees its slot", async () => {
     const id = newExecutionId();
     expect(await admitJournaled(id, Date.now() + 60_000)).toMatchObject({ allowed: true });

@@ -375,6 +375,13 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
 
   /** Writes what is waiting for the log now, and resolves once it is written (or has failed). */
   async #loggedNow(): Promise<void> {
+    // After a restart, finished results can be waiting here with no write gathering them.
+    if (
+      !this.#logging &&
+      this.#sql.exec("SELECT 1 FROM journal WHERE result_json IS NOT NULL LIMIT 1").toArray().length
+    ) {
+      this.#sendToLog();
+    }
     this.#writeNow?.();
     await this.#logging;
   }
