@@ -52,9 +52,10 @@ const pause = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 
 /**
  * Reads the setup descriptor to EOF, then closes it, so the job never finds it open. The descriptor
- * is our end of a socket pair the host opened blocking, so the read sleeps until the hand-off without
- * polling; that keeps node:net (≈ 3 ms of every start) out of the harness. Should it ever arrive
- * non-blocking, the read goes on through a net.Socket, which waits without polling too.
+ * is our end of the socket pair the host's spawn made, which Node leaves blocking, so the read sleeps
+ * until the hand-off without polling; that keeps node:net (≈ 1–3 ms of every start) out of the
+ * harness. Should it ever arrive non-blocking, the read goes on through a net.Socket, which waits
+ * without polling too.
  */
 async function readSetup(fd) {
   const chunks = [];

@@ -246,8 +246,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     const now = Date.now();
     this.#expireHits(now - request.windowMs, now);
 
-    const tenantHits = this.#tenantHits();
-    const oldest = this.#oldestHit();
+    const { tenantHits, oldest } = this.#windowTotals();
     const resetMs = oldest === null ? request.windowMs : oldest + request.windowMs - now;
     const status = { limit: request.tenantLimit, remaining: Math.max(0, request.tenantLimit - tenantHits), resetMs };
 
@@ -296,7 +295,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
    * storage only when the oldest hit has actually left it.
    */
   #expireHits(windowStart: number, now: number): void {
-    const oldest = this.#oldestHit();
+    const { oldest } = this.#windowTotals();
     if (oldest === null || oldest > windowStart) return;
     const expired = this.#sql
       .exec<{ key_id: string }>("DELETE FROM hits WHERE ts <= ? RETURNING key_id", windowStart)
@@ -311,23 +310,16 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     this.#window = undefined;
   }
 
-  /** Admissions in the window, from memory once read (this object is the only writer). */
-  #tenantHits(): number {
-    this.#window ??= this.#readWindow();
-    return this.#window.tenantHits;
-  }
-
-  /** When the oldest admission in the window happened; null for an empty window. */
-  #oldestHit(): number | null {
-    this.#window ??= this.#readWindow();
-    return this.#window.oldest;
-  }
-
-  #readWindow(): { tenantHits: number; oldest: number | null } {
-    return {
+  /**
+   * The window's admissions and when the oldest happened (null: none), from memory once read: this
+   * object is the only writer.
+   */
+  #windowTotals(): { tenantHits: number; oldest: number | null } {
+    this.#window ??= {
       tenantHits: this.#count("SELECT COALESCE(SUM(n), 0) AS n FROM hit_counts"),
       oldest: this.#sql.exec<{ ts: number | null }>("SELECT MIN(ts) AS ts FROM hits").one().ts,
     };
+    return this.#window;
   }
 
   /**
