@@ -234,7 +234,6 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
         given(entry, ErrorCode.SANDBOX_TIMEOUT, "the runner never reported; the job was given up at its deadline"),
       );
     }
-    this.#sendToLog();
     await this.#loggedNow();
     const next = this.#sql
       .exec<{ deadline: number | null }>("SELECT MIN(deadline) AS deadline FROM journal WHERE result_json IS NULL")
