@@ -243,6 +243,13 @@ describe("isolation and storage", () => {
     expect(second.body.output).toBe("undefined");
   });
 
+  it("runs jobs on the Web-standard runtime, without Node.js's globals (process, Buffer) or its timers", async () => {
+    const { body } = await execute({
+      code: "export default async () => [typeof process, typeof Buffer, typeof setTimeout(() => {}, 0)]",
+    });
+    expect(body.output).toEqual(["undefined", "undefined", "number"]);
+  });
+
   it("stores every result, failed ones included, for GET /v1/executions/:id", async () => {
     const ok = await execute({ code: "export default async () => { console.log('hi'); return [1, 2] }" });
     const failed = await execute({ code: "export default async () => { throw new RangeError('bad') }" });

@@ -6,10 +6,8 @@
 import { ErrorCode } from "../errors";
 import { activateSession } from "../bindings/entrypoint";
 import { runWithEgress } from "../egress/run";
+import { JOB_COMPATIBILITY_DATE, JOB_COMPATIBILITY_FLAGS } from "./job-runtime";
 import { HarnessReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
-
-/** Edge jobs run against a fixed, tested runtime surface, not whatever the dispatcher is on. */
-export const JOB_COMPATIBILITY_DATE = "2026-10-20";
 
 interface HarnessEntrypoint {
   run(spec: RunnerRequest["spec"]): Promise<unknown>;
@@ -49,6 +47,7 @@ export async function runInLoader(
   try {
     const worker = loader.load({
       compatibilityDate: JOB_COMPATIBILITY_DATE,
+      compatibilityFlags: [...JOB_COMPATIBILITY_FLAGS],
       mainModule: "harness.js",
       modules: request.modules,
       env: bindings === undefined ? {} : { BINDINGS: bindings },

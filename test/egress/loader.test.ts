@@ -6,6 +6,7 @@
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { EgressGatewayProps } from "../../src/egress/gateway";
+import { JOB_COMPATIBILITY_DATE, JOB_COMPATIBILITY_FLAGS } from "../../src/edge/job-runtime";
 import { EGRESS_FETCH_SOURCE, EGRESS_MODULE } from "../../src/egress/isolate";
 import { EgressMeter, activateEgressMeter } from "../../src/egress/meter";
 import type { EgressPolicy } from "../../src/egress/policy";
@@ -58,7 +59,8 @@ async function runProbe(executionId: string, policy: EgressPolicy, steps: unknow
   const deactivate = activateEgressMeter(meter);
   try {
     const worker = env.LOADER.load({
-      compatibilityDate: "2026-10-20",
+      compatibilityDate: JOB_COMPATIBILITY_DATE,
+      compatibilityFlags: [...JOB_COMPATIBILITY_FLAGS],
       mainModule: "probe.js",
       modules: { "probe.js": PROBE, [EGRESS_MODULE]: EGRESS_FETCH_SOURCE },
       env: {},
