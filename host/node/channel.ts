@@ -4,6 +4,7 @@
  * bounded already: the bytes were written next to the job's code.
  */
 import { StringDecoder } from "node:string_decoder";
+import { boundedError, boundedOutput, LogBudget, MAX_STACK_CHARS } from "../../src/untrusted-output.ts";
 import {
   HarnessRecord as ChannelRecord,
   LOG_LEVELS,
@@ -13,10 +14,6 @@ import {
   type LogEntry,
   type LogLevel,
 } from "./protocol.ts";
-
-const MAX_NAME_CHARS = 256;
-const MAX_MESSAGE_CHARS = 16 * 1024;
-const MAX_STACK_CHARS = 16 * 1024;
 
 export interface ChannelBounds {
   inputs: number;
@@ -28,11 +25,9 @@ export interface ChannelBounds {
 /** What the records said, already bounded. */
 export class JobRecords {
   readonly calls: (CallOutcome | undefined)[];
-  readonly logs: LogEntry[] = [];
-  logBytes = 0;
-  /** Entries the harness said it dropped plus any the host refused. */
+  readonly #logs: LogBudget<LogEntry>;
+  /** Entries the harness said it dropped (the host's own refusals are counted by #logs). */
   #harnessDropped = 0;
-  #hostDropped = 0;
   /** Error codes (EFBIG, EMFILE, …) of errors the job let escape: evidence of which rlimit fired. */
   readonly errorCodes = new Set<string>();
   ready = false;
@@ -50,6 +45,7 @@ export class JobRecords {
     this.#nonce = nonce;
     this.#bounds = bounds;
     this.calls = Array.from({ length: bounds.inputs }, () => undefined);
+    this.#logs = new LogBudget(bounds);
     this.#onRecord = onRecord;
     // Enough for every output at its limit, every log entry, and framing; anything beyond is refused.
     this.#budget =
@@ -59,8 +55,17 @@ export class JobRecords {
       1024 * 1024;
   }
 
+  get logs(): LogEntry[] {
+    return this.#logs.entries;
+  }
+
+  get logBytes(): number {
+    return this.#logs.bytes;
+  }
+
+  /** Entries the harness said it dropped plus any the host refused. */
   get logsDropped(): number {
-    return this.#harnessDropped + this.#hostDropped;
+    return this.#harnessDropped + this.#logs.dropped;
   }
 
   push(chunk: Buffer): void {
@@ -114,36 +119,18 @@ export class JobRecords {
 
   #log(level: string, message: string, timestamp: number): void {
     const known = LOG_LEVELS.find((l): l is LogLevel => l === level);
-    const size = Buffer.byteLength(message, "utf8");
-    if (!known || this.logs.length >= this.#bounds.maxLogEntries || this.logBytes + size > this.#bounds.maxLogBytes) {
-      this.#hostDropped++;
-      return;
-    }
-    this.logBytes += size;
-    this.logs.push({ level: known, message, timestamp });
+    if (known) this.#logs.offer({ level: known, message, timestamp });
+    else this.#logs.dropped++;
   }
 
   #output(outputJson: string): CallOutcome {
-    const size = Buffer.byteLength(outputJson, "utf8");
-    if (size <= this.#bounds.maxOutputBytes) return { ok: true, outputJson };
-    return {
-      ok: false,
-      error: {
-        name: "CordonOutputTooLarge",
-        message: `the output is ${size} bytes; the limit is ${this.#bounds.maxOutputBytes}`,
-        stack: "",
-      },
-    };
+    return boundedOutput(outputJson, this.#bounds.maxOutputBytes);
   }
 
   #failure(error: HarnessErrorRecord): CallOutcome {
     if (error.code) this.errorCodes.add(error.code);
-    const info: ErrorInfo = {
-      name: error.name.slice(0, MAX_NAME_CHARS),
-      message: error.message.slice(0, MAX_MESSAGE_CHARS),
-      stack: error.stack.slice(0, MAX_STACK_CHARS),
-    };
-    return { ok: false, error: info };
+    const { name, message, stack }: ErrorInfo = boundedError(error);
+    return { ok: false, error: { name, message, stack } };
   }
 }
 

@@ -79,7 +79,7 @@ export const HarnessReport = z.object({
   calls: z.array(CallOutcome),
   logs: z.array(LogEntry),
   logBytes: z.number(),
-  logsDropped: z.number(),
+  logsDropped: z.number().int().min(0),
   network: z.array(z.object({ host: z.string(), via: z.string() })),
   guard: z.object({ ticks: z.number(), tripped: z.boolean(), stack: z.string().nullable() }),
   runMs: z.number(),

@@ -6,6 +6,7 @@
 import { ErrorCode } from "../errors";
 import { activateSession } from "../bindings/entrypoint";
 import { runWithEgress } from "../egress/run";
+import { boundReport } from "./bound-report";
 import { JOB_COMPATIBILITY_DATE, JOB_COMPATIBILITY_FLAGS } from "./job-runtime";
 import { HarnessReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
 
@@ -63,7 +64,8 @@ export async function runInLoader(
     if (!report.success) {
       return crashed(`the harness returned a malformed report: ${report.error.issues[0]?.message ?? ""}`);
     }
-    return { ok: true, report: report.data };
+    // Parsed for its shape, then bounded: the harness shares its realm with the job.
+    return { ok: true, report: boundReport(report.data, request.spec) };
   } catch (error) {
     return classifyIsolateFailure(error);
   }

@@ -13,11 +13,8 @@ import {
   type LogEntry,
   type LogLevel,
 } from "../protocol";
+import { boundedError, boundedOutput, LogBudget, MAX_STACK_CHARS } from "../../untrusted-output";
 import { RESULT_MARKER } from "./job-script";
-
-const MAX_NAME_CHARS = 256;
-const MAX_MESSAGE_CHARS = 16 * 1024;
-const MAX_STACK_CHARS = 16 * 1024;
 /** The result line's JSON besides the three base64 payloads. */
 const RESULT_OVERHEAD_CHARS = 4 * 1024;
 
@@ -155,18 +152,14 @@ export interface JobRecords {
  * outputs are bounded again here.
  */
 export function parseRecords(bytes: Uint8Array, nonce: string, bounds: RecordBounds): JobRecords {
-  const records: JobRecords = {
+  const records: Omit<JobRecords, "logs" | "logBytes" | "logsDropped"> = {
     calls: Array.from({ length: bounds.inputs }, () => undefined),
-    logs: [],
-    logBytes: 0,
-    logsDropped: 0,
     errorCodes: new Set(),
     ready: false,
     done: undefined,
   };
-  let hostDropped = 0;
+  const logs = new LogBudget<LogEntry>(bounds);
   let harnessDropped = 0;
-  const encoder = new TextEncoder();
   const prefix = `${nonce} `;
   const lines = new TextDecoder().decode(bytes).split("\n");
   // The last piece has no newline: a record cut off by a kill or by the cap, never a whole one.
@@ -188,19 +181,14 @@ export function parseRecords(bytes: Uint8Array, nonce: string, bounds: RecordBou
         break;
       case "log": {
         const level = LOG_LEVELS.find((known): known is LogLevel => known === record.level);
-        const size = encoder.encode(record.message).length;
-        if (!level || records.logs.length >= bounds.maxLogEntries || records.logBytes + size > bounds.maxLogBytes) {
-          hostDropped++;
-          break;
-        }
-        records.logBytes += size;
-        records.logs.push({ level, message: record.message, timestamp: record.timestamp });
+        if (level) logs.offer({ level, message: record.message, timestamp: record.timestamp });
+        else logs.dropped++;
         break;
       }
       case "call":
         if (record.index < 0 || record.index >= records.calls.length || records.calls[record.index]) break;
         records.calls[record.index] = record.ok
-          ? output(record.outputJson, bounds.maxOutputBytes, encoder)
+          ? boundedOutput(record.outputJson, bounds.maxOutputBytes)
           : failure(record.error, records.errorCodes);
         break;
       case "uncaught":
@@ -212,29 +200,11 @@ export function parseRecords(bytes: Uint8Array, nonce: string, bounds: RecordBou
         break;
     }
   }
-  records.logsDropped = harnessDropped + hostDropped;
-  return records;
-}
-
-function output(outputJson: string, maxOutputBytes: number, encoder: TextEncoder): CallOutcome {
-  const size = encoder.encode(outputJson).length;
-  if (size <= maxOutputBytes) return { ok: true, outputJson };
-  return {
-    ok: false,
-    error: {
-      name: "CordonOutputTooLarge",
-      message: `the output is ${size} bytes; the limit is ${maxOutputBytes}`,
-      stack: "",
-    },
-  };
+  return { ...records, logs: logs.entries, logBytes: logs.bytes, logsDropped: harnessDropped + logs.dropped };
 }
 
 function failure(error: HarnessErrorRecord, codes: Set<string>): CallOutcome {
   if (error.code) codes.add(error.code);
-  const info: ErrorInfo = {
-    name: error.name.slice(0, MAX_NAME_CHARS),
-    message: error.message.slice(0, MAX_MESSAGE_CHARS),
-    stack: error.stack.slice(0, MAX_STACK_CHARS),
-  };
-  return { ok: false, error: info };
+  const { name, message, stack }: ErrorInfo = boundedError(error);
+  return { ok: false, error: { name, message, stack } };
 }
