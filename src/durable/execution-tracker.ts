@@ -16,6 +16,7 @@ import { abandonedResult } from "../results";
 import type { ExecutionProgress, ExecutionResult } from "../schemas";
 import { releaseLease } from "../service/admission";
 import { deleteExecution, readStoredResult, saveExecution } from "../store/executions";
+import { storableResult } from "../store/storable";
 
 /** What the dispatcher hands the tracker: everything needed to run the job and record it. */
 export type JobTicket = AdmittedJob;
@@ -156,8 +157,9 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     // A job cancelled (or given up) meanwhile keeps the result it already has.
     const current = this.#state();
     if (current.found && current.finished) return current.result;
-    await this.#finish(ticket, result);
-    return result;
+    const stored = storableResult(result);
+    await this.#finish(ticket, stored);
+    return stored;
   }
 
   async #finish(ticket: JobTicket, result: ExecutionResult): Promise<void> {

@@ -22,6 +22,7 @@ import { cancelOnItsHome } from "../jobs/homes";
 import { abandonedResult, type PreparedIdentity } from "../results";
 import type { ExecutionProgress, ExecutionRequest, ExecutionResult } from "../schemas";
 import { readStoredResult, saveExecutionStatement } from "../store/executions";
+import { storableResult } from "../store/storable";
 
 export interface AdmitRequest {
   /** The job's execution id, which is also its lease's id. */
@@ -159,8 +160,9 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     const row = this.#journalRow(executionId);
     if (!row) return null;
     if (row.result_json !== null) return readStoredResult(row.result_json);
-    this.#settle(executionId, result);
-    return result;
+    const stored = storableResult(result);
+    this.#settle(executionId, stored);
+    return stored;
   }
 
   /** Frees the concurrency slot of an asynchronous job (its tracker journals it). */
