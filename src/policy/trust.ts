@@ -66,6 +66,7 @@ export const CORDONS: Readonly<Record<TrustLevel, CordonPolicy>> = {
       cpuTimeMs: { default: 1_000, max: 30_000 },
       memoryMb: { default: 128, max: 128 },
       logBytes: { default: 64 * KiB, max: 1 * MiB },
+      // No level allows more: a stored result holds at most 1.9 MB of JSON (store/storable.ts).
       outputBytes: { default: 1 * MiB, max: 1 * MiB },
       subrequests: { default: 50, max: 1_000 },
       networkBytes: { default: 10 * MiB, max: 100 * MiB },
