@@ -4,6 +4,8 @@
  * (TextEncoder, String.prototype.slice, Array.prototype.push…), so whatever reads their output bounds
  * it again here, out of the job's reach. No I/O.
  */
+import { MAX_JSON_DEPTH, jsonNestsDeeperThan } from "./json-depth.ts";
+
 export const MAX_NAME_CHARS = 256;
 export const MAX_MESSAGE_CHARS = 16 * 1024;
 export const MAX_STACK_CHARS = 16 * 1024;
@@ -22,12 +24,25 @@ export type BoundedOutput = { ok: true; outputJson: string } | { ok: false; erro
 
 const encoder = new TextEncoder();
 
-/** `outputJson` if it fits in `maxOutputBytes` (UTF-8), else the failure judged as SANDBOX_OUTPUT_TOO_LARGE. */
+/**
+ * `outputJson` if it fits in `maxOutputBytes` (UTF-8) and nests at most MAX_JSON_DEPTH levels, else
+ * the failure judged as SANDBOX_OUTPUT_TOO_LARGE.
+ */
 export function boundedOutput(outputJson: string, maxOutputBytes: number): BoundedOutput {
   // A UTF-16 unit is at least one UTF-8 byte: a longer string is too large without encoding it (it
   // may be as large as the job's memory).
   const size = outputJson.length > maxOutputBytes ? undefined : encoder.encode(outputJson).byteLength;
-  if (size !== undefined && size <= maxOutputBytes) return { ok: true, outputJson };
+  if (size !== undefined && size <= maxOutputBytes) {
+    if (!jsonNestsDeeperThan(outputJson)) return { ok: true, outputJson };
+    return {
+      ok: false,
+      error: {
+        name: "CordonOutputTooLarge",
+        message: `the output nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+        stack: "",
+      },
+    };
+  }
   const measured = size === undefined ? `more than ${maxOutputBytes}` : String(size);
   return {
     ok: false,

@@ -1,6 +1,7 @@
 /** Hostile and malformed requests: always a 4xx with a code from the vocabulary, never a 500 or a hang. */
 import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../src/errors";
+import { MAX_JSON_DEPTH } from "../src/json-depth";
 import { call as callAs, createTenant, type TestTenant } from "./helpers";
 
 let tenant: TestTenant;
@@ -46,6 +47,20 @@ describe("request validation", () => {
       duplex: "half",
     });
     expect(status).toBe(413);
+  });
+
+  it("refuses a body nested deeper than MAX_JSON_DEPTH with 422 before anything recursive reads it", async () => {
+    const nested = (levels: number) => "[".repeat(levels) + "]".repeat(levels);
+    const deep = await post(`{"runtime":"edge","code":"export default () => 1","input":${nested(200_000)}}`);
+    expect(deep.status).toBe(422);
+    expect(deep.body.error?.code).toBe("VALIDATION_ERROR");
+    expect(deep.body.error?.issues).toEqual([expect.objectContaining({ code: "too_deep" })]);
+    // The body object is the first level: its input may nest one level less.
+    const deepest = await post(
+      `{"runtime":"edge","code":"export default (x) => JSON.stringify(x).length","input":${nested(MAX_JSON_DEPTH - 1)}}`,
+    );
+    expect(deepest.status).toBe(200);
+    expect(deepest.body.output).toBe(2 * (MAX_JSON_DEPTH - 1));
   });
 
   it("answers every malformed body from a fuzz corpus with a 4xx and a known code", async () => {

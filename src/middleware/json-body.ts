@@ -1,10 +1,12 @@
 /**
  * The one way a route reads a JSON body: checks the content type (a JSON route without
- * `application/json` is refused, not read as `{}`), bounds the size while reading (413), parses (400)
- * and validates with zod (422 with the issues). Throws CordonError; onError writes the envelope.
+ * `application/json` is refused, not read as `{}`), bounds the size while reading (413) and the
+ * nesting before anything recursive sees it (422), parses (400) and validates with zod (422 with the
+ * issues). Throws CordonError; onError writes the envelope.
  */
 import type { z } from "zod";
 import { CordonError, ErrorCode } from "../errors";
+import { MAX_JSON_DEPTH, jsonNestsDeeperThan } from "../json-depth";
 import { MAX_BODY_BYTES } from "../schemas";
 import { validationError } from "./query";
 
@@ -17,6 +19,13 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
     );
   }
   const text = await readBounded(request, MAX_BODY_BYTES);
+  if (jsonNestsDeeperThan(text)) {
+    throw new CordonError(ErrorCode.VALIDATION_ERROR, "the request body nests too deeply", {
+      issues: [
+        { path: "", message: `arrays and objects nest at most ${MAX_JSON_DEPTH} levels deep`, code: "too_deep" },
+      ],
+    });
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

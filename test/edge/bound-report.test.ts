@@ -6,6 +6,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { boundReport } from "../../src/edge/bound-report";
 import type { HarnessReport, HarnessSpec } from "../../src/edge/protocol";
+import { jsonNestsDeeperThan } from "../../src/json-depth";
 import { MAX_MESSAGE_CHARS } from "../../src/untrusted-output";
 import { createTenant, type TestTenant } from "../helpers";
 
@@ -52,6 +53,34 @@ describe("limits hold when the job patches what the harness counts with", () => 
     expect(status).toBe(422);
     expect(body.error?.code).toBe("SANDBOX_RUNTIME_ERROR");
     expect(body.error?.message.length).toBeLessThan(MAX_MESSAGE_CHARS + 200);
+  });
+});
+
+describe("a job that forges the harness's report", () => {
+  it("cannot hand the dispatcher an output nested deeply enough to overflow its stack", async () => {
+    // A setter on Array.prototype[0] catches the harness's `calls[0] = outcome` and puts a forged one.
+    const code = `export default async () => {
+      Object.defineProperty(Array.prototype, "0", { configurable: true, set(value) {
+        const forged = value && value.ok === true ? { ok: true, outputJson: "[".repeat(300000) + "]".repeat(300000) } : value;
+        Object.defineProperty(this, "0", { value: forged, enumerable: true, writable: true, configurable: true });
+      } });
+      return 1;
+    }`;
+    const { status, body } = await tenant.execute({ code });
+    expect(status).toBe(422);
+    expect(body.error?.code).toBe("SANDBOX_OUTPUT_TOO_LARGE");
+    expect(body.error?.message).toMatch(/levels deep/);
+    expect((await tenant.get(`/v1/executions/${body.id}`)).body).toEqual(body);
+  });
+});
+
+describe("jsonNestsDeeperThan", () => {
+  it("counts brackets outside strings only", () => {
+    // A string holding `]]]` and an escaped quote: the brackets in it do not count.
+    expect(jsonNestsDeeperThan('[[["]]]\\"]]]"]]]', 3)).toBe(false);
+    // A string ending in an escaped backslash is closed by the quote after it: the brackets after count.
+    expect(jsonNestsDeeperThan('["\\\\",[[]]]', 2)).toBe(true);
+    expect(jsonNestsDeeperThan('["\\\\",[[]]]', 3)).toBe(false);
   });
 });
 
