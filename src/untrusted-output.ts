@@ -32,26 +32,17 @@ export function boundedOutput(outputJson: string, maxOutputBytes: number): Bound
   // A UTF-16 unit is at least one UTF-8 byte: a longer string is too large without encoding it (it
   // may be as large as the job's memory).
   const size = outputJson.length > maxOutputBytes ? undefined : encoder.encode(outputJson).byteLength;
-  if (size !== undefined && size <= maxOutputBytes) {
-    if (!jsonNestsDeeperThan(outputJson)) return { ok: true, outputJson };
-    return {
-      ok: false,
-      error: {
-        name: "CordonOutputTooLarge",
-        message: `the output nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
-        stack: "",
-      },
-    };
+  if (size === undefined || size > maxOutputBytes) {
+    return tooLarge(`the output is ${size ?? `more than ${maxOutputBytes}`} bytes; the limit is ${maxOutputBytes}`);
   }
-  const measured = size === undefined ? `more than ${maxOutputBytes}` : String(size);
-  return {
-    ok: false,
-    error: {
-      name: "CordonOutputTooLarge",
-      message: `the output is ${measured} bytes; the limit is ${maxOutputBytes}`,
-      stack: "",
-    },
-  };
+  if (jsonNestsDeeperThan(outputJson)) {
+    return tooLarge(`the output nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`);
+  }
+  return { ok: true, outputJson };
+}
+
+function tooLarge(message: string): BoundedOutput {
+  return { ok: false, error: { name: "CordonOutputTooLarge", message, stack: "" } };
 }
 
 /** The error with its name, message and stack cut to size; other fields are left to the caller. */

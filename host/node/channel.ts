@@ -104,7 +104,9 @@ export class JobRecords {
         break;
       case "call":
         if (record.index < 0 || record.index >= this.calls.length || this.calls[record.index]) return;
-        this.calls[record.index] = record.ok ? this.#output(record.outputJson) : this.#failure(record.error);
+        this.calls[record.index] = record.ok
+          ? boundedOutput(record.outputJson, this.#bounds.maxOutputBytes)
+          : this.#failure(record.error);
         break;
       case "uncaught":
         if (record.error.code) this.errorCodes.add(record.error.code);
@@ -121,10 +123,6 @@ export class JobRecords {
     const known = LOG_LEVELS.find((l): l is LogLevel => l === level);
     if (known) this.#logs.offer({ level: known, message, timestamp });
     else this.#logs.dropped++;
-  }
-
-  #output(outputJson: string): CallOutcome {
-    return boundedOutput(outputJson, this.#bounds.maxOutputBytes);
   }
 
   #failure(error: HarnessErrorRecord): CallOutcome {
