@@ -24,7 +24,8 @@ function sessionFor(tenantId: string, admitted: Promise<boolean>): BindingSessio
   });
 }
 
-const put = (key: string) => ({ binding: "KV", method: "put", key, value: "written" });
+// A binding call as it crosses to the dispatcher: JSON text.
+const put = (key: string) => JSON.stringify({ binding: "KV", method: "put", key, value: "written" });
 
 describe("a job started before its admission answer", () => {
   it("has its binding calls wait for the answer, and run once admitted", async () => {

@@ -8,7 +8,7 @@ import { ErrorCode } from "../errors";
 import { CORDONS, type TrustLevel } from "../policy/trust";
 import { allowedStatementKinds, runStatement, type DatabaseScope } from "./database";
 import { kvDelete, kvGet, kvList, kvPut, tenantKvPrefix } from "./kv";
-import { BindingCall, type BindingAnswer, type BindingCounters } from "./protocol";
+import { decodeBindingCall, type BindingAnswer, type BindingCall, type BindingCounters } from "./protocol";
 
 export interface BindingSessionOptions {
   executionId: string;
@@ -47,12 +47,11 @@ export class BindingSession {
     return this.#options.executionId;
   }
 
+  /** `raw`: the call as JSON text (see protocol.ts). */
   async call(raw: unknown): Promise<BindingAnswer> {
-    const parsed = BindingCall.safeParse(raw);
-    if (!parsed.success) {
-      return refusal(`malformed binding call: ${parsed.error.issues[0]?.message ?? ""}`, "malformed_call");
-    }
-    const call = parsed.data;
+    const decoded = decodeBindingCall(raw);
+    if (!decoded.ok) return refusal(decoded.message, decoded.rule);
+    const call = decoded.call;
     if (this.#options.admitted && !(await this.#options.admitted)) {
       return refusal("the job was not admitted", "not_admitted");
     }

@@ -97,6 +97,7 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
         inputs,
         request: jobRequest(job),
         bindings: [...cordon.bindings],
+        maxBindingCalls: limits.bindingCalls,
         network: network !== null,
       },
     },

@@ -34,6 +34,8 @@ export const HarnessSpec = z.object({
   request: FetchRequestSpec,
   /** Bindings the job's `env` offers (the dispatcher still checks every call). */
   bindings: z.array(z.enum(["DB", "KV"])),
+  /** The job's `bindingCalls` limit: calls past it are refused before they leave the isolate. */
+  maxBindingCalls: z.number().int().nonnegative(),
   /** Whether fetch goes to the egress gateway (else it is trapped). */
   network: z.boolean(),
 });

@@ -253,3 +253,91 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
     expect(session.counters).toEqual({ dbQueries: 2, dbRejected: 1, kvReads: 1, kvWrites: 1 });
   });
 });
+
+describe("what a job's calls can cost the dispatcher", () => {
+  /** Counts the calls that reach the dispatcher, and how many were there at once. */
+  class ObservedSession extends BindingSession {
+    arrived = 0;
+    peakInFlight = 0;
+    #inFlight = 0;
+    override async call(raw: unknown) {
+      this.arrived++;
+      this.peakInFlight = Math.max(this.peakInFlight, ++this.#inFlight);
+      try {
+        return await super.call(raw);
+      } finally {
+        this.#inFlight--;
+      }
+    }
+  }
+
+  async function runObserved(code: string, bindingCalls: number) {
+    const executionId = `exec_${crypto.randomUUID().replaceAll("-", "")}`;
+    const job = ExecutionRequest.parse({ runtime: "edge", code, limits: { bindingCalls } });
+    const prepared = prepareEdgeJob(job, { executionId, trustLevel: "high", acceptedAt: Date.now() });
+    const session = new ObservedSession({
+      executionId,
+      tenantId: alice.id,
+      trustLevel: "high",
+      maxCalls: bindingCalls,
+      db: env.DB,
+      kv: env.JOB_KV,
+    });
+    const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
+    const first = reply.ok ? reply.report.calls[0] : undefined;
+    return { session, output: first?.ok ? (JSON.parse(first.outputJson) as unknown) : first };
+  }
+
+  it("sends at most 4 calls at once and none past the quota, however many the job fires", async () => {
+    const { session, output } = await runObserved(
+      `export default async (_input, { env }) => {
+        const calls = [];
+        for (let i = 0; i < 30; i++) calls.push(env.KV.get("k" + i).then(() => "ok", (error) => error.rule));
+        return Promise.all(calls);
+      }`,
+      6,
+    );
+    expect(output).toEqual([...Array<string>(6).fill("ok"), ...Array<string>(24).fill("binding_call_quota")]);
+    expect(session.arrived).toBe(6);
+    expect(session.peakInFlight).toBe(4);
+  });
+
+  it("keeps a call over 1 MiB of JSON in the job's isolate", async () => {
+    const { session, output } = await runObserved(
+      `export default async (_input, { env }) => {
+        const big = "x".repeat(2 * 1024 * 1024);
+        const calls = [];
+        for (let i = 0; i < 8; i++) calls.push(env.KV.put("big" + i, big).then(() => "ok", (error) => error.rule));
+        calls.push(env.DB.query("SELECT ?", [big]).then(() => "ok", (error) => error.rule));
+        return Promise.all(calls);
+      }`,
+      100,
+    );
+    expect(output).toEqual(Array<string>(9).fill("call_too_large"));
+    expect(session.arrived).toBe(0);
+  });
+
+  it("refuses anything but a call's JSON text, before parsing it", async () => {
+    const session = new BindingSession({
+      executionId: "exec_wire_form",
+      tenantId: alice.id,
+      trustLevel: "high",
+      maxCalls: 10,
+      db: env.DB,
+      kv: env.JOB_KV,
+    });
+    const rules = await Promise.all(
+      [
+        { binding: "KV", method: "get", key: "k" },
+        "not json",
+        JSON.stringify({ binding: "KV", method: "get", key: "k", extra: [[["deep"]]] }),
+        JSON.stringify({ binding: "KV", method: "put", key: "k", value: "x".repeat(1024 * 1024) }),
+      ].map(async (raw) => {
+        const answer = await session.call(raw);
+        return answer.ok ? "ok" : answer.error.rule;
+      }),
+    );
+    expect(rules).toEqual(["malformed_call", "malformed_call", "malformed_call", "call_too_large"]);
+    expect(session.counters).toEqual({ dbQueries: 0, dbRejected: 0, kvReads: 0, kvWrites: 0 });
+  });
+});

@@ -96,6 +96,7 @@ describe("boundReport", () => {
     inputs: [1],
     request: { method: "POST", url: "https://job.cordon.invalid/", headers: {}, body: null },
     bindings: [],
+    maxBindingCalls: 0,
     network: false,
   };
   const report: HarnessReport = {

@@ -9,6 +9,8 @@
  * Everything the harness relies on after the job has run (clock, timers, JSON, TextEncoder) is
  * captured before the job module is evaluated, so a job that patches globals cannot blind it.
  */
+import { MAX_BINDING_CALL_CHARS, MAX_BINDING_CALLS_IN_FLIGHT } from "../../bindings/protocol";
+
 export const HARNESS_SOURCE = String.raw`
 import { WorkerEntrypoint } from "cloudflare:workers";
 import * as guard from "./cordon-guard.js";
@@ -21,6 +23,9 @@ const unschedule = clearTimeout.bind(globalThis);
 const stringify = JSON.stringify.bind(JSON);
 const race = Promise.race.bind(Promise);
 const resolved = Promise.resolve.bind(Promise);
+const NativePromise = Promise;
+const MAX_BINDING_CALL_CHARS = ${MAX_BINDING_CALL_CHARS};
+const MAX_BINDING_CALLS_IN_FLIGHT = ${MAX_BINDING_CALLS_IN_FLIGHT};
 const encoder = new TextEncoder();
 const byteLength = (text) => encoder.encode(text).length;
 const TIMED_OUT = Symbol("timed out");
@@ -110,12 +115,78 @@ function trapNetwork() {
   };
 }
 
-/** The job's env: DB and KV as plain objects whose methods turn into binding calls; nothing else. */
+/**
+ * At most max holders at once; the others wait in line. Its state lives in this closure and in
+ * object literals' own properties, out of the job's reach.
+ */
+function slots(max) {
+  let free = max;
+  let first = null;
+  let last = null;
+  return {
+    take() {
+      if (free > 0) {
+        free--;
+        return resolved();
+      }
+      return new NativePromise((wake) => {
+        const waiter = { wake, next: null };
+        if (last === null) first = waiter;
+        else last.next = waiter;
+        last = waiter;
+      });
+    },
+    give() {
+      const waiter = first;
+      if (waiter === null) {
+        free++;
+        return;
+      }
+      first = waiter.next;
+      if (first === null) last = null;
+      waiter.wake();
+    },
+  };
+}
+
+function refusedCall(message, rule) {
+  const error = new CordonBindingError({ code: "SANDBOX_SECURITY_VIOLATION", message, rule });
+  bindingRefusals.add(error);
+  return error;
+}
+
+/**
+ * The job's env: DB and KV as plain objects whose methods turn into binding calls; nothing else. The
+ * stub stays in this closure. A call crosses as JSON text, measured here first: past the quota, or
+ * too large, it never leaves the isolate (the dispatcher checks every call again).
+ */
 function jobEnv(spec, stub) {
   const env = {};
   if (!stub) return Object.freeze(env);
+  const inFlight = slots(MAX_BINDING_CALLS_IN_FLIGHT);
+  let sent = 0;
   const call = async (payload) => {
-    const answer = await stub.call(payload);
+    if (sent >= spec.maxBindingCalls) {
+      throw refusedCall("the job used all " + spec.maxBindingCalls + " of its binding calls", "binding_call_quota");
+    }
+    let json;
+    try {
+      json = stringify(payload);
+    } catch (error) {
+      throw refusedCall("malformed binding call: " + describeError(error).message, "malformed_call");
+    }
+    if (typeof json !== "string") throw refusedCall("malformed binding call", "malformed_call");
+    if (json.length > MAX_BINDING_CALL_CHARS) {
+      throw refusedCall("a binding call carries at most " + MAX_BINDING_CALL_CHARS + " characters of JSON; this one has " + json.length, "call_too_large");
+    }
+    sent++;
+    await inFlight.take();
+    let answer;
+    try {
+      answer = await stub.call(json);
+    } finally {
+      inFlight.give();
+    }
     if (answer !== null && typeof answer === "object" && answer.ok === true) return answer.value;
     const error = new CordonBindingError(answer?.error);
     bindingRefusals.add(error);
