@@ -9,6 +9,8 @@ import { MAX_JSON_DEPTH, jsonNestsDeeperThan } from "./json-depth.ts";
 export const MAX_NAME_CHARS = 256;
 export const MAX_MESSAGE_CHARS = 16 * 1024;
 export const MAX_STACK_CHARS = 16 * 1024;
+/** The error name every runtime's harness gives an output over its limit; judged SANDBOX_OUTPUT_TOO_LARGE. */
+export const OUTPUT_TOO_LARGE_ERROR = "CordonOutputTooLarge";
 
 export interface ErrorInfoLike {
   name: string;
@@ -42,7 +44,7 @@ export function boundedOutput(outputJson: string, maxOutputBytes: number): Bound
 }
 
 function tooLarge(message: string): BoundedOutput {
-  return { ok: false, error: { name: "CordonOutputTooLarge", message, stack: "" } };
+  return { ok: false, error: { name: OUTPUT_TOO_LARGE_ERROR, message, stack: "" } };
 }
 
 /** The error with its name, message and stack cut to size; other fields are left to the caller. */

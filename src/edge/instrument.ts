@@ -36,7 +36,14 @@ export interface Violation {
 }
 
 export type InstrumentResult =
-  | { ok: true; code: string; map: SourceMapV3; exportKind: ExportKind }
+  | {
+      ok: true;
+      code: string;
+      map: SourceMapV3;
+      exportKind: ExportKind;
+      /** Whether the job can read the ctx (and so the env) it is called with; see readsContext. */
+      readsContext: boolean;
+    }
   | { ok: false; kind: "syntax"; message: string; line: number; column: number }
   | { ok: false; kind: "no-default-export"; message: string }
   | { ok: false; kind: "violations"; violations: Violation[] };
@@ -87,6 +94,8 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
   const out = new MagicString(source);
   const violations: Violation[] = [];
   let exportKind: ExportKind | undefined;
+  let defaultExport: DefaultExport | undefined;
+  let mentionsArguments = false;
   const at = (node: Positioned) => ({
     line: node.loc?.start.line ?? 1,
     column: (node.loc?.start.column ?? 0) + 1,
@@ -108,6 +117,7 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
   };
 
   const checkName = (node: Positioned & { name: string }) => {
+    if (node.name === "arguments") mentionsArguments = true;
     if (refusedGlobals.has(node.name)) {
       violations.push({
         rule: "construct-refused",
@@ -139,8 +149,8 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
     Identifier: (node) => checkName(node as never),
     VariablePattern: (node) => checkName(node as never),
     ExportDefaultDeclaration: (node) => {
-      const declaration = (node as unknown as { declaration: { type: string; properties?: unknown[] } }).declaration;
-      exportKind = classifyDefaultExport(declaration);
+      defaultExport = (node as unknown as { declaration: DefaultExport }).declaration;
+      exportKind = classifyDefaultExport(defaultExport);
     },
   };
   ancestor(program, checks);
@@ -156,7 +166,7 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
   });
 
   if (violations.length > 0) return { ok: false, kind: "violations", violations };
-  if (exportKind === undefined) {
+  if (exportKind === undefined || defaultExport === undefined) {
     return {
       ok: false,
       kind: "no-default-export",
@@ -173,10 +183,30 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
     code: out.toString(),
     map: { ...map, version: 3, sources: [JOB_MODULE] } as SourceMapV3,
     exportKind,
+    readsContext: readsContext(defaultExport, mentionsArguments),
   };
 }
 
-function classifyDefaultExport(declaration: { type: string; properties?: unknown[] }): ExportKind {
+interface DefaultExport {
+  type: string;
+  properties?: unknown[];
+  params?: { type: string }[];
+}
+
+/**
+ * Whether a job can read the ctx the harness calls it with. Only a function written right in the
+ * export, declaring at most one parameter and no rest, in a module that never names `arguments`,
+ * cannot: modules are strict code, so a function has no other way to its second argument. Anything
+ * else (a handler object, a function made elsewhere) is taken to read it. Such a job's isolate gets
+ * no binding stub at all: it could not use one, and handing one in costs every load (bench/README.md).
+ */
+function readsContext(declaration: DefaultExport, mentionsArguments: boolean): boolean {
+  if (mentionsArguments || !FUNCTION_TYPES.has(declaration.type)) return true;
+  const params = declaration.params ?? [];
+  return params.length > 1 || params.some((param) => param.type === "RestElement");
+}
+
+function classifyDefaultExport(declaration: DefaultExport): ExportKind {
   if (FUNCTION_TYPES.has(declaration.type)) return "function";
   if (declaration.type === "ObjectExpression") {
     const hasFetch = (declaration.properties ?? []).some((property) => {

@@ -14,6 +14,7 @@ import { jsonEqual } from "./json-equal";
 import type { PreparedJob } from "./prepare";
 import type { CallOutcome, ErrorInfo, HarnessReport, RunnerReply } from "./protocol";
 import { firstJobLocation, remapStack, type SourceMapV3 } from "./source-map";
+import { OUTPUT_TOO_LARGE_ERROR } from "../untrusted-output";
 
 type Verdict = Pick<ExecutionResult, "status" | "success" | "output" | "tests" | "error">;
 
@@ -86,7 +87,13 @@ function judgeReport(
       },
     );
   }
-  if (report.loadError) return thrown(report.loadError, map, "the job module threw while loading");
+  if (report.loadError) {
+    // The harness's stand-in for a report too large to leave the isolate.
+    if (report.loadError.name === OUTPUT_TOO_LARGE_ERROR) {
+      return failed(ErrorCode.SANDBOX_OUTPUT_TOO_LARGE, report.loadError.message);
+    }
+    return thrown(report.loadError, map, "the job module threw while loading");
+  }
   if (report.exportKind === "invalid") {
     return failed(
       ErrorCode.SANDBOX_RUNTIME_ERROR,
@@ -134,7 +141,7 @@ function judgeTests(
 }
 
 function callFailure(error: ErrorInfo, map: SourceMapV3): Verdict {
-  if (error.name === "CordonOutputTooLarge") return failed(ErrorCode.SANDBOX_OUTPUT_TOO_LARGE, error.message);
+  if (error.name === OUTPUT_TOO_LARGE_ERROR) return failed(ErrorCode.SANDBOX_OUTPUT_TOO_LARGE, error.message);
   // A binding refusal the job did not catch keeps its own code (e.g. SANDBOX_SECURITY_VIOLATION).
   if (error.code !== undefined && isErrorCode(error.code)) {
     const stack = error.stack ? remapStack(error.stack, map) : "";

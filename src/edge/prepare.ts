@@ -96,7 +96,8 @@ export function prepareEdgeJob(job: ExecutionRequest, identity: JobIdentity): Pr
         maxOutputBytes: limits.outputBytes,
         inputs,
         request: jobRequest(job),
-        bindings: [...cordon.bindings],
+        // A job that cannot read its ctx gets none (see readsContext in instrument.ts).
+        bindings: instrumented.readsContext ? [...cordon.bindings] : [],
         maxBindingCalls: limits.bindingCalls,
         network: network !== null,
       },

@@ -9,6 +9,7 @@ import type { BindingSession } from "../bindings/session";
 import { EgressReport } from "../egress/meter";
 import { EgressPolicy } from "../egress/policy";
 import { TRUST_LEVELS } from "../policy/trust";
+import { jsonNestsDeeperThan } from "../json-depth";
 
 const jsonValue = z.json();
 
@@ -87,6 +88,37 @@ export const HarnessReport = z.object({
   runMs: z.number(),
 });
 export type HarnessReport = z.infer<typeof HarnessReport>;
+
+/**
+ * The most characters of JSON a harness report may have. The report crosses as JSON text so that its
+ * size is a string's length, which the job cannot patch: the harness sends nothing longer, and the
+ * runtime would otherwise let a job's forged report put 32 MiB into the dispatcher's memory. A
+ * stored result holds at most 1.9 MB (store/storable.ts), so nothing a longer report carries could be
+ * kept anyway.
+ */
+export const MAX_REPORT_CHARS = 4 * 1024 * 1024;
+/** report → calls → outcome → error: outputs are JSON text inside it, so a report never nests deeper. */
+const MAX_REPORT_DEPTH = 4;
+
+/** The harness's report from its JSON text, or why it is not one. */
+export function decodeReport(raw: unknown): { ok: true; report: HarnessReport } | { ok: false; message: string } {
+  if (typeof raw !== "string") return { ok: false, message: "the harness's report is not JSON text" };
+  if (raw.length > MAX_REPORT_CHARS) {
+    return { ok: false, message: `the harness's report has ${raw.length} characters; at most ${MAX_REPORT_CHARS}` };
+  }
+  if (jsonNestsDeeperThan(raw, MAX_REPORT_DEPTH)) return { ok: false, message: "the harness's report nests too deep" };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, message: "the harness's report is not JSON" };
+  }
+  const report = HarnessReport.safeParse(json);
+  if (!report.success) {
+    return { ok: false, message: `the harness returned a malformed report: ${report.error.issues[0]?.message ?? ""}` };
+  }
+  return { ok: true, report: report.data };
+}
 
 /** A runner-level failure: the isolate or the process holding it did not produce a report. */
 export const RunnerFailure = z.object({

@@ -8,22 +8,27 @@ import { activateSession } from "../bindings/entrypoint";
 import { runWithEgress } from "../egress/run";
 import { boundReport } from "./bound-report";
 import { JOB_COMPATIBILITY_DATE, JOB_COMPATIBILITY_FLAGS } from "./job-runtime";
-import { HarnessReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
+import { decodeReport, type EdgeRunner, type RunnerReply, type RunnerRequest } from "./protocol";
 
 interface HarnessEntrypoint {
+  /** The report as JSON text (see MAX_REPORT_CHARS). */
   run(spec: RunnerRequest["spec"]): Promise<unknown>;
 }
 
 /**
  * The production runner: the dispatcher's own Worker Loader. The job's bindings are this Worker's
- * JobBindings entrypoint with the job's id as props; its session is active while the job runs.
+ * JobBindings entrypoint with the job's id as props (none for a job offered no binding: handing a
+ * stub in costs every load); its session is active while the job runs.
  */
 export function loaderRunner(loader: WorkerLoader, exports: Cloudflare.Exports): EdgeRunner {
   return {
     async run(request, session) {
       const deactivate = activateSession(session);
       try {
-        const bindings = exports.JobBindings({ props: { executionId: request.executionId } });
+        const bindings =
+          request.spec.bindings.length > 0
+            ? exports.JobBindings({ props: { executionId: request.executionId } })
+            : undefined;
         return await runWithEgress(request.executionId, request.network, exports.EgressGateway, (outbound) =>
           runInLoader(loader, request, bindings, outbound),
         );
@@ -59,13 +64,10 @@ export async function runInLoader(
       limits: { cpuMs: request.cpuTimeMs, subRequests: request.network?.maxRequests ?? 0 },
     });
     const harness = worker.getEntrypoint("Harness") as unknown as HarnessEntrypoint;
-    const raw = await harness.run(request.spec);
-    const report = HarnessReport.safeParse(raw);
-    if (!report.success) {
-      return crashed(`the harness returned a malformed report: ${report.error.issues[0]?.message ?? ""}`);
-    }
+    const decoded = decodeReport(await harness.run(request.spec));
+    if (!decoded.ok) return crashed(decoded.message);
     // Parsed for its shape, then bounded: the harness shares its realm with the job.
-    return { ok: true, report: boundReport(report.data, request.spec) };
+    return { ok: true, report: boundReport(decoded.report, request.spec) };
   } catch (error) {
     return classifyIsolateFailure(error);
   }

@@ -10,6 +10,7 @@ import type { ExecutionRequest, ExecutionResult } from "../schemas";
 import type { PreparedNodeJob } from "./prepare";
 import type { NodeRunReplySchema } from "./protocol";
 import type { z } from "zod";
+import { OUTPUT_TOO_LARGE_ERROR } from "../untrusted-output";
 
 type NodeRunReply = z.infer<typeof NodeRunReplySchema>;
 
@@ -78,7 +79,7 @@ export function judgeNode(
   if (!call) return { ...common, ...failure(ErrorCode.SANDBOX_RUNTIME_ERROR, "the job produced no result") };
   if (!call.ok) {
     const code =
-      call.error.name === "CordonOutputTooLarge" ? ErrorCode.SANDBOX_OUTPUT_TOO_LARGE : ErrorCode.SANDBOX_RUNTIME_ERROR;
+      call.error.name === OUTPUT_TOO_LARGE_ERROR ? ErrorCode.SANDBOX_OUTPUT_TOO_LARGE : ErrorCode.SANDBOX_RUNTIME_ERROR;
     return {
       ...common,
       ...failure(code, `${call.error.name}: ${call.error.message}`, { name: call.error.name, stack: call.error.stack }),

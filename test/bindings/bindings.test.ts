@@ -254,6 +254,30 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
   });
 });
 
+describe("a job that cannot read its ctx", () => {
+  it("gets no bindings, and one that reads ctx through `arguments` still gets them", async () => {
+    const offered = (code: string) =>
+      prepareEdgeJob(ExecutionRequest.parse({ runtime: "edge", code }), {
+        executionId: "exec_offered",
+        trustLevel: "high",
+        acceptedAt: Date.now(),
+      }).runnerRequest.spec.bindings;
+    const pure = "export default async function (input) { return typeof input }";
+    const viaArguments = `export default async function () {
+      const { env } = arguments[1];
+      await env.KV.put("via-arguments", "yes");
+      return env.KV.get("via-arguments");
+    }`;
+    expect(offered(pure)).toEqual([]);
+    expect(offered(viaArguments)).toEqual(["DB", "KV"]);
+
+    expect((await alice.execute({ code: pure, input: 1 })).body.output).toBe("number");
+    const { status, body } = await alice.execute({ code: viaArguments });
+    expect(status).toBe(200);
+    expect(body.output).toBe("yes");
+  });
+});
+
 describe("what a job's calls can cost the dispatcher", () => {
   /** Counts the calls that reach the dispatcher, and how many were there at once. */
   class ObservedSession extends BindingSession {

@@ -3,9 +3,13 @@
  * TextEncoder, String.prototype.slice…). Its output and log limits must hold anyway: the report is
  * bounded again outside the isolate.
  */
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { boundReport } from "../../src/edge/bound-report";
-import type { HarnessReport, HarnessSpec } from "../../src/edge/protocol";
+import { JOB_COMPATIBILITY_DATE, JOB_COMPATIBILITY_FLAGS } from "../../src/edge/job-runtime";
+import { prepareEdgeJob } from "../../src/edge/prepare";
+import { MAX_REPORT_CHARS, type HarnessReport, type HarnessSpec } from "../../src/edge/protocol";
+import { ExecutionRequest } from "../../src/schemas";
 import { jsonNestsDeeperThan } from "../../src/json-depth";
 import { MAX_MESSAGE_CHARS } from "../../src/untrusted-output";
 import { createTenant, type TestTenant } from "../helpers";
@@ -32,8 +36,9 @@ describe("limits hold when the job patches what the harness counts with", () => 
   });
 
   it("keeps the logs within logBytes and each message within its length, and says they were cut", async () => {
+    // 3 MB of logs: under MAX_REPORT_CHARS, so they leave the isolate and are cut outside it.
     const { status, body } = await tenant.execute({
-      code: `export default async () => { ${BLIND_THE_HARNESS} const big = 'y'.repeat(100000); for (let i = 0; i < 50; i++) console.log(big); return 1 }`,
+      code: `export default async () => { ${BLIND_THE_HARNESS} const big = 'y'.repeat(100000); for (let i = 0; i < 30; i++) console.log(big); return 1 }`,
       limits: { logBytes: 20000 },
     });
     expect(status).toBe(200);
@@ -71,6 +76,64 @@ describe("a job that forges the harness's report", () => {
     expect(body.error?.code).toBe("SANDBOX_OUTPUT_TOO_LARGE");
     expect(body.error?.message).toMatch(/levels deep/);
     expect((await tenant.get(`/v1/executions/${body.id}`)).body).toEqual(body);
+  });
+});
+
+describe("the report's size", () => {
+  /** Logs 20 MB, returns 6 MB: everything the harness counts with is blinded first. */
+  const FLOOD = `export default async () => {
+    ${BLIND_THE_HARNESS}
+    const line = "y".repeat(100000);
+    for (let i = 0; i < 200; i++) console.log(line);
+    return "x".repeat(6000000);
+  }`;
+
+  it("is at most MAX_REPORT_CHARS of JSON text when it leaves the isolate, whatever the job patches", async () => {
+    const job = ExecutionRequest.parse({ runtime: "edge", code: FLOOD, limits: { outputBytes: 1000 } });
+    const { runnerRequest } = prepareEdgeJob(job, {
+      executionId: "exec_report_size",
+      trustLevel: "high",
+      acceptedAt: Date.now(),
+    });
+    const worker = env.LOADER.load({
+      compatibilityDate: JOB_COMPATIBILITY_DATE,
+      compatibilityFlags: [...JOB_COMPATIBILITY_FLAGS],
+      mainModule: "harness.js",
+      modules: runnerRequest.modules,
+      env: {},
+      globalOutbound: null,
+    });
+    const harness = worker.getEntrypoint("Harness") as unknown as { run(spec: HarnessSpec): Promise<unknown> };
+    const raw = await harness.run(runnerRequest.spec);
+    expect(typeof raw).toBe("string");
+    expect((raw as string).length).toBeLessThanOrEqual(MAX_REPORT_CHARS);
+  });
+
+  it("fails such a job with SANDBOX_OUTPUT_TOO_LARGE, stored", async () => {
+    const { status, body } = await tenant.execute({ code: FLOOD, limits: { outputBytes: 1000 } });
+    expect(status).toBe(422);
+    expect(body.error?.code).toBe("SANDBOX_OUTPUT_TOO_LARGE");
+    expect(body.error?.message).toMatch(/report is over/);
+    expect((await tenant.get(`/v1/executions/${body.id}`)).body).toEqual(body);
+  });
+
+  it("keeps an honest job's output and its first logs when escaping them would pass the bound", async () => {
+    // 1 MiB of control characters is 6 MiB of JSON: \u0001 each.
+    const { status, body } = await tenant.execute({
+      code: `export default async () => {
+        const line = "\u0001".repeat(8000);
+        for (let i = 0; i < 130; i++) console.log(line);
+        return "kept";
+      }`,
+      limits: { logBytes: 1024 * 1024 },
+    });
+    expect(status).toBe(200);
+    expect(body.output).toBe("kept");
+    const logs = body.logs ?? [];
+    expect(logs.length).toBeGreaterThan(0);
+    expect(logs.every((entry) => entry.message === "\u0001".repeat(8000))).toBe(true);
+    expect(body.logsTruncated).toBe(true);
+    expect(body.metrics?.logsDropped).toBe(130 - logs.length);
   });
 });
 

@@ -56,3 +56,30 @@ describe("instrumentJob", () => {
     }
   });
 });
+
+describe("whether a job can read its ctx", () => {
+  const reads = (code: string) => {
+    const result = instrumentJob(code);
+    if (!result.ok) throw new Error(result.kind);
+    return result.readsContext;
+  };
+
+  it("cannot, for a function written in the export with at most one parameter", () => {
+    expect(reads("export default async function (input) { return input.a + input.b }")).toBe(false);
+    expect(reads("export default async ({ a } = {}) => a")).toBe(false);
+    expect(reads("export default function run() { return 1 }")).toBe(false);
+  });
+
+  it("can, by a second parameter, a rest parameter or `arguments` anywhere in the module", () => {
+    expect(reads("export default async (input, ctx) => ctx.env")).toBe(true);
+    expect(reads("export default async (...all) => all[1]")).toBe(true);
+    expect(reads("export default async function (input) { return arguments[1] }")).toBe(true);
+    expect(reads("function f() { return arguments } export default async (input) => f")).toBe(true);
+  });
+
+  it("is taken to, for an export it cannot see through", () => {
+    expect(reads("export default { async fetch(request) { return new Response('') } }")).toBe(true);
+    expect(reads("const run = (input) => input; export default run")).toBe(true);
+    expect(reads("export default ((f) => f)(async (input) => input)")).toBe(true);
+  });
+});

@@ -10,6 +10,25 @@
  * captured before the job module is evaluated, so a job that patches globals cannot blind it.
  */
 import { MAX_BINDING_CALL_CHARS, MAX_BINDING_CALLS_IN_FLIGHT } from "../../bindings/protocol";
+import { MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_STACK_CHARS, OUTPUT_TOO_LARGE_ERROR } from "../../untrusted-output";
+import { MAX_REPORT_CHARS, type HarnessReport } from "../protocol";
+
+/** The report that stands in for one too large to leave the isolate (judged SANDBOX_OUTPUT_TOO_LARGE). */
+const REPORT_TOO_LARGE = JSON.stringify({
+  exportKind: "invalid",
+  loadError: {
+    name: OUTPUT_TOO_LARGE_ERROR,
+    message: `the job's report is over ${MAX_REPORT_CHARS} characters`,
+    stack: "",
+  },
+  calls: [],
+  logs: [],
+  logBytes: 0,
+  logsDropped: 0,
+  network: [],
+  guard: { ticks: 0, tripped: false, stack: null },
+  runMs: 0,
+} satisfies HarnessReport);
 
 export const HARNESS_SOURCE = String.raw`
 import { WorkerEntrypoint } from "cloudflare:workers";
@@ -26,6 +45,12 @@ const resolved = Promise.resolve.bind(Promise);
 const NativePromise = Promise;
 const MAX_BINDING_CALL_CHARS = ${MAX_BINDING_CALL_CHARS};
 const MAX_BINDING_CALLS_IN_FLIGHT = ${MAX_BINDING_CALLS_IN_FLIGHT};
+const MAX_REPORT_CHARS = ${MAX_REPORT_CHARS};
+const OUTPUT_TOO_LARGE = "${OUTPUT_TOO_LARGE_ERROR}";
+/** A literal: nothing the job does can make it longer. */
+const REPORT_TOO_LARGE = ${JSON.stringify(REPORT_TOO_LARGE)};
+const sliceText = Function.prototype.call.bind(String.prototype.slice);
+const clip = (text, max) => (text.length > max ? sliceText(text, 0, max) : text);
 const encoder = new TextEncoder();
 const byteLength = (text) => encoder.encode(text).length;
 const TIMED_OUT = Symbol("timed out");
@@ -48,13 +73,13 @@ function describeError(error) {
       return { name: error.name, message: error.message, stack: String(error.stack ?? ""), code: error.code, ...(error.rule === undefined ? {} : { rule: error.rule }) };
     }
     let name = "Error", message = "", stack = "";
-    try { name = String(error.name ?? "Error"); } catch {}
-    try { message = String(error.message ?? ""); } catch {}
-    try { stack = String(error.stack ?? ""); } catch {}
+    try { name = clip(String(error.name ?? "Error"), ${MAX_NAME_CHARS}); } catch {}
+    try { message = clip(String(error.message ?? ""), ${MAX_MESSAGE_CHARS}); } catch {}
+    try { stack = clip(String(error.stack ?? ""), ${MAX_STACK_CHARS}); } catch {}
     return { name, message, stack };
   }
   let message = "";
-  try { message = String(error); } catch { message = "[unprintable thrown value]"; }
+  try { message = clip(String(error), ${MAX_MESSAGE_CHARS}); } catch { message = "[unprintable thrown value]"; }
   return { name: "NonErrorThrown", message, stack: "" };
 }
 
@@ -234,7 +259,7 @@ async function readBounded(response, maxBytes) {
 }
 
 function outputTooLarge(size, max) {
-  return { ok: false, error: { name: "CordonOutputTooLarge", message: "the output is " + size + " bytes; the limit is " + max, stack: "" } };
+  return { ok: false, error: { name: OUTPUT_TOO_LARGE, message: "the output is " + size + " bytes; the limit is " + max, stack: "" } };
 }
 
 function settle(value, spec) {
@@ -263,6 +288,41 @@ async function callFetch(handler, spec, env) {
   const headers = {};
   response.headers.forEach((value, key) => { headers[key] = value; });
   return settle({ status: response.status, headers, body: body.text }, spec);
+}
+
+/** The JSON text of value if it has at most max characters (a primitive's length: unpatchable), else null. */
+function textWithin(value, max) {
+  let text;
+  try {
+    text = stringify(value);
+  } catch {
+    return null;
+  }
+  return typeof text === "string" && text.length <= max ? text : null;
+}
+
+
+/**
+ * The report as JSON text, the only form that leaves the isolate: whole if it fits in
+ * MAX_REPORT_CHARS, else with the first log entries that fit beside the rest (the dispatcher recounts
+ * the logs), else the stand-in above, judged SANDBOX_OUTPUT_TOO_LARGE.
+ */
+function reportText(report) {
+  const whole = textWithin(report, MAX_REPORT_CHARS);
+  if (whole !== null) return whole;
+  const logs = report.logs;
+  const rest = textWithin({ ...report, logs: [] }, MAX_REPORT_CHARS);
+  if (rest === null) return REPORT_TOO_LARGE;
+  let room = MAX_REPORT_CHARS - rest.length;
+  const kept = [];
+  for (let i = 0; i < logs.length; i++) {
+    const entry = textWithin(logs[i], room - 1);
+    if (entry === null) break;
+    room -= entry.length + 1;
+    kept[i] = logs[i];
+  }
+  const trimmed = { ...report, logs: kept, logsDropped: report.logsDropped + logs.length - kept.length };
+  return textWithin(trimmed, MAX_REPORT_CHARS) ?? REPORT_TOO_LARGE;
 }
 
 export class Harness extends WorkerEntrypoint {
@@ -324,7 +384,8 @@ export class Harness extends WorkerEntrypoint {
     }
     if (timedOut) guard.expire();
 
-    return {
+    const guardReport = guard.report();
+    return reportText({
       exportKind,
       loadError,
       calls,
@@ -332,9 +393,9 @@ export class Harness extends WorkerEntrypoint {
       logBytes: sink.bytes,
       logsDropped: sink.dropped,
       network: networkAttempts(),
-      guard: guard.report(),
+      guard: { ...guardReport, stack: guardReport.stack === null ? null : clip(guardReport.stack, ${MAX_STACK_CHARS}) },
       runMs: now() - startedAt,
-    };
+    });
   }
 }
 

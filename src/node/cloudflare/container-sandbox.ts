@@ -32,6 +32,7 @@ import {
 } from "./container-output";
 import { CONTAINER_PATHS, SETUP_FAILED_STATUS, jobCommand, jobEnvironment, type JobPlan } from "./job-script";
 import type { NodeSandbox } from "../node-sandbox";
+import { OUTPUT_TOO_LARGE_ERROR } from "../../untrusted-output";
 import type { PoolLease, SandboxPoolApi, SandboxStarter } from "../../durable/sandbox-pool";
 
 /** The part of the SDK's sandbox stub the adapter uses; the tests drive a fake of exactly this. */
@@ -408,7 +409,7 @@ function unfinished(index: number, limitHit: LimitHit | null, status: number, re
   if (limitHit) return { name: limitHit.code, message: `call ${index} did not finish: ${limitHit.message}`, stack: "" };
   if (recordsCut) {
     return {
-      name: "CordonOutputTooLarge",
+      name: OUTPUT_TOO_LARGE_ERROR,
       message: `call ${index}'s result did not fit in the ${RECORDS_HARD_CAP_BYTES / MiB} MiB of outputs and logs the container home brings back per job`,
       stack: "",
     };
