@@ -3,8 +3,9 @@
  *
  * It arms the guard, installs console capture and the network-attempt traps, then imports the job
  * module and calls it: once per input for a function export, once with the built request for a Worker
- * `{ fetch }` export. It returns a plain-data report and never throws across RPC. Judging the report
- * (which error code, whether test cases passed) is the dispatcher's job, not code in this isolate.
+ * `{ fetch }` export. It returns its report as JSON text of bounded length and never throws across
+ * RPC. Judging the report (which error code, whether test cases passed) is the dispatcher's job, not
+ * code in this isolate.
  *
  * Everything the harness relies on after the job has run (clock, timers, JSON, TextEncoder) is
  * captured before the job module is evaluated, so a job that patches globals cannot blind it.
@@ -301,11 +302,10 @@ function textWithin(value, max) {
   return typeof text === "string" && text.length <= max ? text : null;
 }
 
-
 /**
  * The report as JSON text, the only form that leaves the isolate: whole if it fits in
  * MAX_REPORT_CHARS, else with the first log entries that fit beside the rest (the dispatcher recounts
- * the logs), else the stand-in above, judged SANDBOX_OUTPUT_TOO_LARGE.
+ * the logs), else REPORT_TOO_LARGE.
  */
 function reportText(report) {
   const whole = textWithin(report, MAX_REPORT_CHARS);
