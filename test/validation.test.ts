@@ -63,6 +63,27 @@ describe("request validation", () => {
     expect(deepest.body.output).toBe(2 * (MAX_JSON_DEPTH - 1));
   });
 
+  it("refuses code that parses but nests too deeply to be checked with 422, for both runtimes and the validator", async () => {
+    // A member chain parses without recursion and then overflows every walk of its tree.
+    const code = "export default () => a" + ".b".repeat(100_000);
+    for (const body of [
+      { runtime: "edge", code },
+      { runtime: "node", code, trustLevel: "low" },
+    ]) {
+      const refused = await post(JSON.stringify(body));
+      expect(refused.status).toBe(422);
+      expect(refused.body.error?.code).toBe("VALIDATION_ERROR");
+      expect(refused.body.error?.message).toMatch(/nests too deeply/);
+    }
+    const checked = await call("/v1/validate", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ runtime: "edge", code }),
+    });
+    expect(checked.status).toBe(200);
+    expect(checked.body).toMatchObject({ valid: false, problems: [{ rule: "syntax-error" }] });
+  });
+
   it("answers every malformed body from a fuzz corpus with a 4xx and a known code", async () => {
     const corpus: string[] = [
       "",

@@ -17,6 +17,7 @@ import { parse, type Node } from "acorn";
 import { ancestor } from "acorn-walk";
 import MagicString from "magic-string";
 import type { SourceMapV3 } from "./source-map";
+import { isStackOverflow, TOO_DEEP_MESSAGE } from "../stack-overflow";
 
 export const JOB_MODULE = "job.js";
 export const GUARD_MODULE = "cordon-guard.js";
@@ -153,18 +154,12 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
       exportKind = classifyDefaultExport(defaultExport);
     },
   };
-  ancestor(program, checks);
-  const loop = (node: Node) => guardLoop(out, node as unknown as LoopNode);
-  ancestor(program, {
-    // acorn-walk visits every function kind (declaration, expression, arrow, method) as "Function".
-    Function: (node) => guardFunction(out, node as unknown as FunctionNode),
-    ForStatement: loop,
-    ForInStatement: loop,
-    ForOfStatement: loop,
-    WhileStatement: loop,
-    DoWhileStatement: loop,
-  });
-
+  try {
+    walkJob(program, checks, out);
+  } catch (error) {
+    if (!isStackOverflow(error)) throw error;
+    return { ok: false, kind: "syntax", message: TOO_DEEP_MESSAGE, line: 1, column: 1 };
+  }
   if (violations.length > 0) return { ok: false, kind: "violations", violations };
   if (exportKind === undefined || defaultExport === undefined) {
     return {
@@ -185,6 +180,21 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
     exportKind,
     readsContext: readsContext(defaultExport, mentionsArguments),
   };
+}
+
+/** Runs the checks over the tree and puts a guard checkpoint in every function and loop body. */
+function walkJob(program: Node, checks: Record<string, (node: Node) => void>, out: MagicString): void {
+  ancestor(program, checks);
+  const loop = (node: Node) => guardLoop(out, node as unknown as LoopNode);
+  ancestor(program, {
+    // acorn-walk visits every function kind (declaration, expression, arrow, method) as "Function".
+    Function: (node) => guardFunction(out, node as unknown as FunctionNode),
+    ForStatement: loop,
+    ForInStatement: loop,
+    ForOfStatement: loop,
+    WhileStatement: loop,
+    DoWhileStatement: loop,
+  });
 }
 
 interface DefaultExport {

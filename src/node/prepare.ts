@@ -5,6 +5,7 @@
  */
 import { parse, type Node } from "acorn";
 import { full } from "acorn-walk";
+import { isStackOverflow, TOO_DEEP_MESSAGE } from "../stack-overflow";
 import { CordonError, ErrorCode } from "../errors";
 import { LOG_BOUNDS, resolveNodeLimits, type EffectiveNodeLimits } from "../policy/limits";
 import { admitNetwork, networkLimits } from "../policy/network";
@@ -117,18 +118,27 @@ export function checkNodeCode(code: string, refused: ReadonlySet<string>): NodeC
   }
   const violations: NodeCodeProblems["violations"] = [];
   if (refused.size > 0) {
-    // `type` is acorn-walk's category: declared names are walked as "VariablePattern".
-    full(program, (node, _state, type) => {
-      const named = node as Node & { name?: string; loc?: { start: { line: number; column: number } } };
-      if ((type === "Identifier" || type === "VariablePattern") && named.name && refused.has(named.name)) {
-        violations.push({
-          rule: "construct-refused",
-          message: `\`${named.name}\` is not allowed at this trust level`,
-          line: named.loc?.start.line ?? 1,
-          column: (named.loc?.start.column ?? 0) + 1,
-        });
-      }
-    });
+    try {
+      findRefused(program, refused, violations);
+    } catch (error) {
+      if (!isStackOverflow(error)) throw error;
+      return { syntax: { message: TOO_DEEP_MESSAGE, line: 1, column: 1 }, violations: [] };
+    }
   }
   return { violations };
+}
+
+function findRefused(program: Node, refused: ReadonlySet<string>, violations: NodeCodeProblems["violations"]): void {
+  // `type` is acorn-walk's category: declared names are walked as "VariablePattern".
+  full(program, (node, _state, type) => {
+    const named = node as Node & { name?: string; loc?: { start: { line: number; column: number } } };
+    if ((type === "Identifier" || type === "VariablePattern") && named.name && refused.has(named.name)) {
+      violations.push({
+        rule: "construct-refused",
+        message: `\`${named.name}\` is not allowed at this trust level`,
+        line: named.loc?.start.line ?? 1,
+        column: (named.loc?.start.column ?? 0) + 1,
+      });
+    }
+  });
 }
