@@ -84,6 +84,31 @@ describe("request validation", () => {
     expect(checked.body).toMatchObject({ valid: false, problems: [{ rule: "syntax-error" }] });
   });
 
+  it("answers deeply nested code of every shape with a result or a 4xx, never a 500", async () => {
+    const shapes: Record<string, (n: number) => string> = {
+      sum: (n) => "a" + "+a".repeat(n),
+      ternary: (n) => "a ? b : ".repeat(n) + "c",
+      member: (n) => "a" + ".b".repeat(n),
+      parens: (n) => "(".repeat(n) + "a" + ")".repeat(n),
+      arrays: (n) => "[".repeat(n) + "]".repeat(n),
+      calls: (n) => "f" + "(f".repeat(n) + ")".repeat(n),
+      arrows: (n) => "() => ".repeat(n) + "1",
+    };
+    for (const [shape, make] of Object.entries(shapes)) {
+      for (const depth of [2_000, 20_000, 100_000]) {
+        const { status, body } = await post(
+          JSON.stringify({ runtime: "edge", code: `export default () => ${make(depth)}` }),
+        );
+        expect({ shape, depth, status: status === 200 || (status >= 400 && status < 500) }).toEqual({
+          shape,
+          depth,
+          status: true,
+        });
+        expect(body.error?.code ?? "none").not.toBe("INTERNAL_ERROR");
+      }
+    }
+  });
+
   it("answers every malformed body from a fuzz corpus with a 4xx and a known code", async () => {
     const corpus: string[] = [
       "",
