@@ -1,8 +1,8 @@
 /**
- * How deep JSON text nests, found by a linear scan instead of a parse. Parsers, zod, structured clone
- * (RPC) and JSON.stringify all recurse per level, so text nested deeply enough (a megabyte of `[` is
- * half a million levels) overflows the stack of whoever handles it next: such text is refused before
- * anything recursive sees it. No I/O.
+ * How deep JSON text (or a value that came over RPC) nests, found without recursion. Parsers, zod,
+ * structured clone (RPC) and JSON.stringify all recurse per level, so a value nested deeply enough (a
+ * megabyte of `[` is half a million levels) overflows the stack of whoever handles it next: it is
+ * refused before anything recursive sees it. No I/O.
  */
 
 /** More than any request or result needs, and far from where recursion overflows. */
@@ -33,4 +33,25 @@ export function jsonNestsDeeperThan(text: string, maxDepth: number = MAX_JSON_DE
     }
   }
   return false;
+}
+
+/**
+ * What keeps a value that came over RPC from being one JSON text could give: arrays and objects
+ * nesting deeper than `maxDepth` (counted as in text: the outermost object is level 1), or one object
+ * reached twice. Structured clone keeps shared objects and cycles, JSON has neither, and a walk of a
+ * tree whose every level holds its child twice takes 2^depth steps (zod's would). Walked with a list
+ * instead of recursion; null when there is nothing.
+ */
+export function valueShapeProblem(value: unknown, maxDepth: number = MAX_JSON_DEPTH): "too_deep" | "shared" | null {
+  const seen = new Set<object>();
+  const pending: { value: unknown; depth: number }[] = [{ value, depth: 0 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.value === null || typeof next.value !== "object") continue;
+    if (seen.has(next.value)) return "shared";
+    seen.add(next.value);
+    const depth = next.depth + 1;
+    if (depth > maxDepth) return "too_deep";
+    for (const child of Object.values(next.value)) pending.push({ value: child, depth });
+  }
+  return null;
 }

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import readme from "../README.md?raw";
 import exampleWorker from "../workers/example-client/index.js?raw";
 import type { SandboxServiceApi } from "../src/rpc/sandbox-service";
+import { MAX_JSON_DEPTH } from "../src/json-depth";
 import { hashKey } from "../src/tenants/keys";
 import { createTenant as createTenantRow, insertKey } from "../src/tenants/store";
 import { createTenant, type TestTenant } from "./helpers";
@@ -79,6 +80,49 @@ describe("SandboxService methods", () => {
   it("validates arguments with the same schemas as HTTP", async () => {
     const reply = await service.execute(tenant.key, { runtime: "edge", code: "" });
     expect(reply).toMatchObject({ ok: false, error: { code: "VALIDATION_ERROR" } });
+  });
+
+  it("refuses arguments nested deeper than a request body may be, as data", async () => {
+    const nested = (levels: number) => {
+      let value: unknown = [];
+      for (let i = 1; i < levels; i++) value = [value];
+      return value;
+    };
+    // Much deeper does not leave the caller: structured clone overflows its own stack first.
+    for (const levels of [MAX_JSON_DEPTH, 2_000]) {
+      const reply = await service.execute(tenant.key, {
+        runtime: "edge",
+        code: "export default () => 1",
+        input: nested(levels) as never,
+      });
+      expect(reply).toMatchObject({ ok: false, error: { code: "VALIDATION_ERROR", issues: [{ code: "too_deep" }] } });
+    }
+    // Its own tenant: the listing test below expects this tenant to have run one job.
+    const deepest = await service.execute((await createTenant()).key, {
+      runtime: "edge",
+      code: "export default (x) => JSON.stringify(x).length",
+      input: nested(MAX_JSON_DEPTH - 1) as never,
+    });
+    expect(deepest).toMatchObject({ ok: true, value: { output: 2 * (MAX_JSON_DEPTH - 1) } });
+  });
+
+  it("refuses arguments holding one object twice, which no JSON can, before walking them", async () => {
+    // 40 levels, each holding the level below twice: 2^40 paths through 40 objects.
+    let doubled: unknown = [];
+    for (let i = 0; i < 40; i++) doubled = [doubled, doubled];
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const input of [doubled, cyclic]) {
+      const reply = await service.execute(tenant.key, {
+        runtime: "edge",
+        code: "export default () => 1",
+        input: input as never,
+      });
+      expect(reply).toMatchObject({
+        ok: false,
+        error: { code: "VALIDATION_ERROR", issues: [{ code: "shared_object" }] },
+      });
+    }
   });
 
   it("applies the tenant's trust ceiling", async () => {

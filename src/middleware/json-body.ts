@@ -6,9 +6,9 @@
  */
 import type { z } from "zod";
 import { CordonError, ErrorCode } from "../errors";
-import { MAX_JSON_DEPTH, jsonNestsDeeperThan } from "../json-depth";
+import { jsonNestsDeeperThan } from "../json-depth";
 import { MAX_BODY_BYTES } from "../schemas";
-import { validationError } from "./query";
+import { nestsTooDeep, validationError } from "./query";
 
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.infer<S>> {
   const contentType = request.headers.get("content-type") ?? "";
@@ -19,13 +19,7 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
     );
   }
   const text = await readBounded(request, MAX_BODY_BYTES);
-  if (jsonNestsDeeperThan(text)) {
-    throw new CordonError(ErrorCode.VALIDATION_ERROR, "the request body nests too deeply", {
-      issues: [
-        { path: "", message: `arrays and objects nest at most ${MAX_JSON_DEPTH} levels deep`, code: "too_deep" },
-      ],
-    });
-  }
+  if (jsonNestsDeeperThan(text)) throw nestsTooDeep("the request body");
   let value: unknown;
   try {
     value = JSON.parse(text);

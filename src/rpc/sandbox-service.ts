@@ -10,7 +10,8 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "zod";
 import { CordonError, ErrorCode, type ErrorBody } from "../errors";
-import { validationError } from "../middleware/query";
+import { valueShapeProblem } from "../json-depth";
+import { holdsSharedObject, nestsTooDeep, validationError } from "../middleware/query";
 import {
   ExecutionRequest,
   ListQuery,
@@ -140,6 +141,10 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
 }
 
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  // What a request body could not be, refused before zod (and everything after it) walks it.
+  const problem = valueShapeProblem(value);
+  if (problem === "too_deep") throw nestsTooDeep("the arguments");
+  if (problem === "shared") throw holdsSharedObject("the arguments");
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw validationError("the arguments do not match the schema", parsed.error);
   return parsed.data;
