@@ -20,6 +20,10 @@ process.env.CORDON_TEST_HOST_PORT ??= String(await freePort());
 process.env.CORDON_TEST_HOST_TOKEN ??= randomBytes(16).toString("hex");
 /** The admin token of the dispatcher under test; tests import it from test/helpers.ts. */
 const TEST_ADMIN_TOKEN = "test-admin-token";
+// wrangler.toml declares both as required secrets; the bindings below set them, and these keep the
+// plugin's check of the environment from warning where there is no .dev.vars (CI).
+process.env.ADMIN_TOKEN ??= TEST_ADMIN_TOKEN;
+process.env.CORDON_HOST_TOKEN ??= process.env.CORDON_TEST_HOST_TOKEN;
 const PROJECT_NAME = "cordon";
 
 export default defineConfig({
