@@ -11,7 +11,7 @@
  */
 import { z } from "zod";
 import type { ErrorBody } from "../errors";
-import { jsonNestsDeeperThan } from "../json-depth";
+import { decodeJsonText } from "../json-text";
 
 /** The most characters of JSON one binding call may carry (a KV value is at most 128 KiB of it). */
 export const MAX_BINDING_CALL_CHARS = 1024 * 1024;
@@ -53,32 +53,28 @@ export type BindingCall = z.infer<typeof BindingCall>;
 export function decodeBindingCall(
   raw: unknown,
 ): { ok: true; call: BindingCall } | { ok: false; rule: "malformed_call" | "call_too_large"; message: string } {
-  if (typeof raw !== "string") return { ok: false, rule: "malformed_call", message: "a binding call is JSON text" };
-  if (raw.length > MAX_BINDING_CALL_CHARS) {
-    return {
-      ok: false,
-      rule: "call_too_large",
-      message: `a binding call carries at most ${MAX_BINDING_CALL_CHARS} characters of JSON; this one has ${raw.length}`,
-    };
+  const decoded = decodeJsonText(raw, BindingCall, {
+    maxChars: MAX_BINDING_CALL_CHARS,
+    maxDepth: MAX_BINDING_CALL_DEPTH,
+  });
+  if (decoded.ok) return { ok: true, call: decoded.value };
+  const { problem } = decoded;
+  switch (problem.kind) {
+    case "too_long":
+      return {
+        ok: false,
+        rule: "call_too_large",
+        message: `a binding call carries at most ${MAX_BINDING_CALL_CHARS} characters of JSON; this one has ${problem.length}`,
+      };
+    case "not_text":
+      return { ok: false, rule: "malformed_call", message: "a binding call is JSON text" };
+    case "too_deep":
+      return { ok: false, rule: "malformed_call", message: "malformed binding call: it nests too deep" };
+    case "not_json":
+      return { ok: false, rule: "malformed_call", message: "malformed binding call: not JSON" };
+    case "schema":
+      return { ok: false, rule: "malformed_call", message: `malformed binding call: ${problem.issue}` };
   }
-  if (jsonNestsDeeperThan(raw, MAX_BINDING_CALL_DEPTH)) {
-    return { ok: false, rule: "malformed_call", message: "malformed binding call: it nests too deep" };
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return { ok: false, rule: "malformed_call", message: "malformed binding call: not JSON" };
-  }
-  const parsed = BindingCall.safeParse(json);
-  if (!parsed.success) {
-    return {
-      ok: false,
-      rule: "malformed_call",
-      message: `malformed binding call: ${parsed.error.issues[0]?.message ?? ""}`,
-    };
-  }
-  return { ok: true, call: parsed.data };
 }
 
 export type BindingAnswer = { ok: true; value: unknown } | { ok: false; error: ErrorBody };

@@ -94,7 +94,6 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
 
   const out = new MagicString(source);
   const violations: Violation[] = [];
-  let exportKind: ExportKind | undefined;
   let defaultExport: DefaultExport | undefined;
   let mentionsArguments = false;
   const at = (node: Positioned) => ({
@@ -151,7 +150,6 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
     VariablePattern: (node) => checkName(node as never),
     ExportDefaultDeclaration: (node) => {
       defaultExport = (node as unknown as { declaration: DefaultExport }).declaration;
-      exportKind = classifyDefaultExport(defaultExport);
     },
   };
   try {
@@ -161,7 +159,7 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
     return { ok: false, kind: "syntax", message: TOO_DEEP_MESSAGE, line: 1, column: 1 };
   }
   if (violations.length > 0) return { ok: false, kind: "violations", violations };
-  if (exportKind === undefined || defaultExport === undefined) {
+  if (defaultExport === undefined) {
     return {
       ok: false,
       kind: "no-default-export",
@@ -177,7 +175,7 @@ export function instrumentJob(source: string, options: InstrumentOptions = {}): 
     ok: true,
     code: out.toString(),
     map: { ...map, version: 3, sources: [JOB_MODULE] } as SourceMapV3,
-    exportKind,
+    exportKind: classifyDefaultExport(defaultExport),
     readsContext: readsContext(defaultExport, mentionsArguments),
   };
 }

@@ -9,7 +9,7 @@ import type { BindingSession } from "../bindings/session";
 import { EgressReport } from "../egress/meter";
 import { EgressPolicy } from "../egress/policy";
 import { TRUST_LEVELS } from "../policy/trust";
-import { jsonNestsDeeperThan } from "../json-depth";
+import { decodeJsonText } from "../json-text";
 
 const jsonValue = z.json();
 
@@ -102,22 +102,24 @@ const MAX_REPORT_DEPTH = 4;
 
 /** The harness's report from its JSON text, or why it is not one. */
 export function decodeReport(raw: unknown): { ok: true; report: HarnessReport } | { ok: false; message: string } {
-  if (typeof raw !== "string") return { ok: false, message: "the harness's report is not JSON text" };
-  if (raw.length > MAX_REPORT_CHARS) {
-    return { ok: false, message: `the harness's report has ${raw.length} characters; at most ${MAX_REPORT_CHARS}` };
+  const decoded = decodeJsonText(raw, HarnessReport, { maxChars: MAX_REPORT_CHARS, maxDepth: MAX_REPORT_DEPTH });
+  if (decoded.ok) return { ok: true, report: decoded.value };
+  const { problem } = decoded;
+  switch (problem.kind) {
+    case "not_text":
+      return { ok: false, message: "the harness's report is not JSON text" };
+    case "too_long":
+      return {
+        ok: false,
+        message: `the harness's report has ${problem.length} characters; at most ${MAX_REPORT_CHARS}`,
+      };
+    case "too_deep":
+      return { ok: false, message: "the harness's report nests too deep" };
+    case "not_json":
+      return { ok: false, message: "the harness's report is not JSON" };
+    case "schema":
+      return { ok: false, message: `the harness returned a malformed report: ${problem.issue}` };
   }
-  if (jsonNestsDeeperThan(raw, MAX_REPORT_DEPTH)) return { ok: false, message: "the harness's report nests too deep" };
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return { ok: false, message: "the harness's report is not JSON" };
-  }
-  const report = HarnessReport.safeParse(json);
-  if (!report.success) {
-    return { ok: false, message: `the harness returned a malformed report: ${report.error.issues[0]?.message ?? ""}` };
-  }
-  return { ok: true, report: report.data };
 }
 
 /** A runner-level failure: the isolate or the process holding it did not produce a report. */

@@ -175,10 +175,15 @@ function slots(max) {
   };
 }
 
-function refusedCall(message, rule) {
-  const error = new CordonBindingError({ code: "SANDBOX_SECURITY_VIOLATION", message, rule });
+/** The error a refused binding call throws; its code survives if the job does not catch it. */
+function bindingRefusal(refusal) {
+  const error = new CordonBindingError(refusal);
   bindingRefusals.add(error);
   return error;
+}
+
+function refusedCall(message, rule) {
+  return bindingRefusal({ code: "SANDBOX_SECURITY_VIOLATION", message, rule });
 }
 
 /**
@@ -214,9 +219,7 @@ function jobEnv(spec, stub) {
       inFlight.give();
     }
     if (answer !== null && typeof answer === "object" && answer.ok === true) return answer.value;
-    const error = new CordonBindingError(answer?.error);
-    bindingRefusals.add(error);
-    throw error;
+    throw bindingRefusal(answer?.error);
   };
   if (spec.bindings.includes("DB")) {
     env.DB = Object.freeze({
