@@ -12,9 +12,11 @@
  *     Node's fetch reaches an http: URL through a proxy): each request goes through `egressFetch`,
  *     the edge gateway's own logic, so checks, redirects hop by hop, request and byte budgets are
  *     the same as for edge jobs;
- *   - a CONNECT to port 443 (https: URLs): the host name and port are checked like a URL, the tunnel
- *     counts as one request, and its bytes (TLS records, both ways) count against `maxBytes`; what
- *     travels inside is encrypted, so requests within one tunnel and their redirects are not seen.
+ *   - a CONNECT to port 443 (https: URLs): the host name and port are checked like a URL, and the
+ *     TLS ClientHello that opens the tunnel must name the same host (client-hello.ts: else a job
+ *     could reach any site sharing a server with an allowed one); the tunnel counts as one request,
+ *     and its bytes (TLS records, both ways) count against `maxBytes`; what travels inside is
+ *     encrypted, so requests within one tunnel and their redirects are not seen.
  *
  * Refusals are recorded in the job's meter (that is what fails the job with SANDBOX_NETWORK_BLOCKED)
  * and answered with a 403 carrying EGRESS_REFUSAL_HEADER; a refused CONNECT makes the job's fetch
@@ -28,6 +30,8 @@ import type { Socket } from "node:net";
 import { egressFetch, refusalResponse, type Upstream } from "../../src/egress/fetch.ts";
 import { EgressMeter, type EgressRefusal, type EgressReport } from "../../src/egress/meter.ts";
 import { checkUrl, type EgressPolicy } from "../../src/egress/policy.ts";
+import { MAX_NAME_CHARS } from "../../src/untrusted-output.ts";
+import { clientHelloName, type ClientHelloName } from "./client-hello.ts";
 import { AddressRefused } from "./egress-routes.ts";
 
 /** How the proxy reaches the outside once a request has passed every check. */
@@ -54,6 +58,12 @@ export interface EgressProxyOptions {
  * thousands of sockets and run the host, and every other job on it, out of descriptors.
  */
 export const MAX_CONNECTIONS_PER_JOB = 32;
+
+/**
+ * A CONNECT target: a DNS name or a bracketed IPv6 address, a colon, a port, and nothing else (no
+ * path, query or fragment a URL parser would read differently from the port taken here).
+ */
+const CONNECT_TARGET = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
 
 /** Response headers that describe the upstream's encoding of the body, not the body Node's fetch decoded. */
 const DECODED_BODY_HEADERS = new Set(["content-encoding", "content-length", "transfer-encoding", "connection"]);
@@ -178,12 +188,19 @@ export class EgressProxy {
   async #serveConnect(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     this.#track(socket);
     const authority = request.url ?? "";
-    const port = Number(/:(\d{1,5})$/.exec(authority)?.[1] ?? NaN);
-    const host = authority.replace(/:\d{1,5}$/, "");
     const refuseTunnel = (refusal: Response) => void writeRaw(socket, refusal);
+    const target = CONNECT_TARGET.exec(authority);
+    if (!target) {
+      const shown = authority.slice(0, MAX_NAME_CHARS);
+      const message = `"${shown}" is not a CONNECT target (host:port)`;
+      return refuseTunnel(this.#refuse({ rule: "invalid_url", host: shown, message }));
+    }
+    const [, host = "", portText = ""] = target;
+    const port = Number(portText);
     if (this.#policy === null) return refuseTunnel(this.#disabled(host));
-    // The tunnel's destination is checked as the URL the job is about to use.
-    const verdict = checkUrl(`${port === 443 ? "https" : "http"}://${authority}/`, this.#policy);
+    // The tunnel's destination is checked as the URL the job is about to use; host and port come
+    // from one strict parse, so the check and the connection cannot read the target differently.
+    const verdict = checkUrl(`${port === 443 ? "https" : "http"}://${host}:${port}/`, this.#policy);
     if (!verdict.ok)
       return refuseTunnel(this.#refuse({ rule: verdict.rule, host: verdict.host, message: verdict.message }));
     if (port === 80) return this.#serveTunnelledHttp(socket, verdict.host, head);
@@ -239,6 +256,18 @@ export class EgressProxy {
     this.#track(upstream);
     if (socket.destroyed) return void upstream.destroy();
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    const hello = await firstClientHello(socket, head);
+    if (hello === null) return void upstream.destroy();
+    if (hello.name.kind !== "name" || hello.name.name !== host) {
+      const why = hello.name.kind === "refused" ? hello.name.reason : `it names ${hello.name.name}`;
+      this.#meter.refuse({
+        rule: "tls_server_name",
+        host,
+        message: `the TLS handshake in the tunnel to ${host} does not name ${host}: ${why}`,
+      });
+      socket.destroy();
+      return void upstream.destroy();
+    }
     let cut = false;
     const pump = (from: Duplex, to: Duplex, direction: "sent" | "received", first?: Buffer) => {
       const carry = (chunk: Buffer) => {
@@ -246,7 +275,11 @@ export class EgressProxy {
         const room = policy.maxBytes - meter.bytes;
         const fits = chunk.subarray(0, Math.max(0, room));
         meter.countBytes(direction, fits.length);
-        if (fits.length > 0) to.write(fits);
+        // A side that does not read holds the other back: the host never buffers for it.
+        if (fits.length > 0 && !to.write(fits)) {
+          from.pause();
+          to.once("drain", () => from.resume());
+        }
         if (fits.length < chunk.length) {
           cut = true;
           this.#meter.refuse({
@@ -262,10 +295,42 @@ export class EgressProxy {
       from.on("data", carry);
       from.once("end", () => to.end());
       from.once("close", () => to.destroy());
+      from.resume();
     };
-    pump(socket, upstream, "sent", head);
+    pump(socket, upstream, "sent", hello.bytes);
     pump(upstream, socket, "received");
   }
+}
+
+type ReadName = Exclude<ClientHelloName, { kind: "incomplete" }>;
+
+/**
+ * The job's first bytes in a 443 tunnel, up to the end of its ClientHello (or up to what shows it is
+ * none), and the server name read from them; null if the job closes the tunnel first. The socket is
+ * left paused, the bytes not yet forwarded.
+ */
+function firstClientHello(socket: Duplex, head: Buffer): Promise<{ bytes: Buffer; name: ReadName } | null> {
+  return new Promise((resolve) => {
+    let bytes = head;
+    const settle = (outcome: { bytes: Buffer; name: ReadName } | null) => {
+      socket.pause();
+      socket.off("data", gather);
+      socket.off("close", closed);
+      resolve(outcome);
+    };
+    const read = () => {
+      const name = clientHelloName(bytes);
+      if (name.kind !== "incomplete") settle({ bytes, name });
+    };
+    const gather = (chunk: Buffer) => {
+      bytes = Buffer.concat([bytes, chunk]);
+      read();
+    };
+    const closed = () => settle(null);
+    socket.on("data", gather);
+    socket.once("close", closed);
+    if (bytes.length > 0) read();
+  });
 }
 
 function hostOf(target: string): string {

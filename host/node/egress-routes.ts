@@ -10,9 +10,15 @@
  * the edge runner gets. It replaces the transport only: every check has run before a route is used.
  */
 import { lookup } from "node:dns/promises";
-import { createServer, request as httpRequest, type IncomingHttpHeaders } from "node:http";
-import { request as httpsRequest } from "node:https";
-import { connect, type LookupFunction, type Socket } from "node:net";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
+import { connect, type LookupFunction, type Server, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import type { Upstream } from "../../src/egress/fetch.ts";
@@ -119,40 +125,56 @@ function connected(socket: Socket): Promise<Socket> {
 /**
  * Routes to a module whose default export has `fetch(request)` (a Worker script without bindings):
  * plain-HTTP requests call it in process, tunnels reach it through a loopback HTTP server started on
- * first use. `close` stops that server.
+ * first use; with `tls` (a test certificate), tunnels to port 443 reach an HTTPS server instead, as
+ * they would on the internet. `close` stops the servers.
  */
-export async function cannedRoutes(scriptPath: string): Promise<EgressRoutes & { close(): Promise<void> }> {
+export async function cannedRoutes(
+  scriptPath: string,
+  tls?: { key: string; cert: string },
+): Promise<EgressRoutes & { close(): Promise<void> }> {
   const module = (await import(pathToFileURL(scriptPath).href)) as { default: { fetch: Upstream } };
   const serve = module.default.fetch;
-  let server: ReturnType<typeof createServer> | undefined;
-  let port: Promise<number> | undefined;
-  const listening = () =>
-    (port ??= new Promise((resolve) => {
-      server = createServer((incoming, outgoing) => {
-        const hasBody = incoming.method !== "GET" && incoming.method !== "HEAD";
-        const init = {
-          method: incoming.method,
-          headers: toHeaders(incoming.headers),
-          body: hasBody ? Readable.toWeb(incoming) : null,
-          duplex: "half",
-        };
-        void serve(new Request(`http://${incoming.headers.host ?? "upstream"}${incoming.url}`, init as RequestInit))
-          .then(async (answer) => {
-            outgoing.writeHead(answer.status, Object.fromEntries(answer.headers));
-            outgoing.end(Buffer.from(await answer.arrayBuffer()));
-          })
-          .catch(() => outgoing.destroy());
-      });
-      server.listen(0, "127.0.0.1", () => {
-        const address = server?.address();
-        resolve(typeof address === "object" && address ? address.port : 0);
-      });
-    }));
+  const handle = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    const hasBody = incoming.method !== "GET" && incoming.method !== "HEAD";
+    const init = {
+      method: incoming.method,
+      headers: toHeaders(incoming.headers),
+      body: hasBody ? Readable.toWeb(incoming) : null,
+      duplex: "half",
+    };
+    void serve(new Request(`http://${incoming.headers.host ?? "upstream"}${incoming.url}`, init as RequestInit))
+      .then(async (answer) => {
+        outgoing.writeHead(answer.status, Object.fromEntries(answer.headers));
+        outgoing.end(Buffer.from(await answer.arrayBuffer()));
+      })
+      .catch(() => outgoing.destroy());
+  };
+  const plain = lazyServer(() => createServer(handle));
+  const secure = tls ? lazyServer(() => createHttpsServer(tls, handle)) : plain;
   return {
     upstream: (request) => serve(request),
-    tunnel: async () => connected(connect({ host: "127.0.0.1", port: await listening() })),
+    tunnel: async (_host, port) =>
+      connected(connect({ host: "127.0.0.1", port: await (port === 443 ? secure : plain).port() })),
     async close() {
-      if (server) await new Promise((resolve) => server?.close(resolve));
+      await plain.close();
+      if (secure !== plain) await secure.close();
     },
+  };
+}
+
+/** A loopback server started on first use. */
+function lazyServer(create: () => Server) {
+  let server: Server | undefined;
+  let port: Promise<number> | undefined;
+  return {
+    port: () =>
+      (port ??= new Promise((resolve) => {
+        const started = (server = create());
+        started.listen(0, "127.0.0.1", () => {
+          const address = started.address();
+          resolve(typeof address === "object" && address ? address.port : 0);
+        });
+      })),
+    close: () => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())),
   };
 }

@@ -5,10 +5,11 @@
  * rules themselves are the edge gateway's (test/egress/*); these tests are about the proxy: absolute
  * form, CONNECT tunnels to port 80 and 443, their metering and cut-off, and the end of the job.
  */
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,11 @@ import { EgressProxy, MAX_CONNECTIONS_PER_JOB, type EgressRoutes } from "../node
 import { AddressRefused, cannedRoutes, publicAddress } from "../node/egress-routes.ts";
 
 const UPSTREAM = fileURLToPath(new URL("../../test/egress/upstream/index.js", import.meta.url));
+/** A self-signed certificate for api.example.com: the canned internet's HTTPS side. */
+const TLS = {
+  key: readFileSync(new URL("./fixtures/api.example.com.key", import.meta.url), "utf8"),
+  cert: readFileSync(new URL("./fixtures/api.example.com.pem", import.meta.url), "utf8"),
+};
 const policy: EgressPolicy = {
   allowedDomains: ["api.example.com"],
   blockedDomains: [],
@@ -30,7 +36,7 @@ let dir: string;
 const proxies: EgressProxy[] = [];
 
 beforeAll(async () => {
-  routes = await cannedRoutes(UPSTREAM);
+  routes = await cannedRoutes(UPSTREAM, TLS);
   dir = mkdtempSync(join(tmpdir(), "cordon-egress-test-"));
 });
 
@@ -96,6 +102,16 @@ function tunnel(socketPath: string, authority: string): Promise<{ status: number
   });
 }
 
+/** TLS inside an open tunnel, asking for `servername` (SNI) and trusting the canned certificate. */
+function overTls(socket: Socket, servername = "api.example.com"): TLSSocket {
+  return tlsConnect({ socket, servername, ca: TLS.cert });
+}
+
+/** The bytes a tunnel's socket has carried since `mark` was taken (what the proxy should meter). */
+function carried(socket: Socket, mark: { written: number; read: number }) {
+  return { sent: socket.bytesWritten - mark.written, received: socket.bytesRead - mark.read };
+}
+
 /** Writes raw bytes into a tunnel and collects everything until the far end closes it. */
 function exchange(socket: Socket, text: string): Promise<string> {
   return new Promise((resolve) => {
@@ -134,6 +150,15 @@ describe("plain HTTP in absolute form", () => {
       requests: 0,
       refusals: [{ rule: "not_allowlisted", host: "evil.example.net" }],
     });
+  });
+
+  it("keeps a refused host and its message short, however long the job made them", async () => {
+    const { proxy, socketPath } = await open();
+    const host = `${"a".repeat(60)}.`.repeat(150) + "com";
+    expect((await viaProxy(socketPath, `http://${host}/`)).status).toBe(403);
+    const [refusal] = proxy.report().refusals;
+    expect(refusal?.host).toBe(host.slice(0, 256));
+    expect(refusal?.message.length).toBeLessThanOrEqual(1024);
   });
 
   it("refuses origin-form requests: it is a proxy, not a server", async () => {
@@ -195,24 +220,60 @@ describe("CONNECT tunnels", () => {
     const { proxy, socketPath } = await open();
     const opened = await tunnel(socketPath, "api.example.com:443");
     expect(opened.status).toBe(200);
-    const sent = rawGet("/hello");
-    const received = await exchange(opened.socket!, sent);
+    const mark = { written: opened.socket!.bytesWritten, read: opened.socket!.bytesRead };
+    const received = await exchange(overTls(opened.socket!), rawGet("/hello"));
     expect(received).toContain("hello from api.example.com");
-    expect(proxy.report()).toMatchObject({
-      requests: 1,
-      bytesSent: Buffer.byteLength(sent),
-      bytesReceived: Buffer.byteLength(received),
-    });
+    const { sent, received: read } = carried(opened.socket!, mark);
+    expect(proxy.report()).toMatchObject({ requests: 1, bytesReceived: read, refusedCount: 0 });
+    // All the client sent, but for its closing alert (one small record), written once the upstream had closed.
+    expect(sent - proxy.report().bytesSent).toBeGreaterThanOrEqual(0);
+    expect(sent - proxy.report().bytesSent).toBeLessThan(64);
   });
 
   it("cuts a tunnel exactly at the byte budget and records the refusal", async () => {
-    const { proxy, socketPath } = await open({ ...policy, maxBytes: 120 });
+    const { proxy, socketPath } = await open({ ...policy, maxBytes: 4_000 });
     const opened = await tunnel(socketPath, "api.example.com:443");
-    const sent = rawGet("/bytes?n=5000");
-    const received = await exchange(opened.socket!, sent);
-    expect(Buffer.byteLength(received)).toBe(120 - Buffer.byteLength(sent));
-    expect(proxy.report()).toMatchObject({ bytesSent: Buffer.byteLength(sent), refusals: [{ rule: "byte_budget" }] });
-    expect(proxy.report().bytesSent + proxy.report().bytesReceived).toBe(120);
+    const received = await exchange(overTls(opened.socket!), rawGet("/bytes?n=50000"));
+    expect(received.length).toBeLessThan(4_000);
+    expect(proxy.report().refusals).toEqual([expect.objectContaining({ rule: "byte_budget" })]);
+    expect(proxy.report().bytesSent + proxy.report().bytesReceived).toBe(4_000);
+  });
+
+  it("refuses a tunnel whose TLS handshake names another server than the one it was opened to", async () => {
+    const { proxy, socketPath } = await open();
+    const opened = await tunnel(socketPath, "api.example.com:443");
+    expect(opened.status).toBe(200);
+    // A server shared with an allowed host would otherwise answer for evil.example.net.
+    const fronted = overTls(opened.socket!, "evil.example.net");
+    await expect(
+      new Promise((resolve, reject) => fronted.once("secureConnect", resolve).once("error", reject)),
+    ).rejects.toThrow();
+    expect(proxy.report()).toMatchObject({
+      bytesSent: 0,
+      refusals: [{ rule: "tls_server_name", host: "api.example.com" }],
+    });
+    expect(proxy.report().refusals[0]?.message).toContain("it names evil.example.net");
+  });
+
+  it("refuses a tunnel to port 443 that does not open with a TLS ClientHello", async () => {
+    const { proxy, socketPath } = await open();
+    const opened = await tunnel(socketPath, "api.example.com:443");
+    expect(await exchange(opened.socket!, rawGet("/hello"))).toBe("");
+    expect(proxy.report()).toMatchObject({ bytesSent: 0, refusals: [{ rule: "tls_server_name" }] });
+  });
+
+  it("refuses CONNECT targets that a URL parser reads as another port", async () => {
+    const { proxy, socketPath } = await open();
+    // ("#" never reaches the proxy: Node's HTTP parser refuses it in a request target.)
+    const targets = [
+      "api.example.com:443?:22",
+      "api.example.com:443/:22",
+      "api.example.com?:22",
+      "api.example.com:443/x:25",
+    ];
+    for (const authority of targets) expect((await tunnel(socketPath, authority)).status).toBe(403);
+    expect(proxy.report().refusals.map((refusal) => refusal.rule)).toEqual(targets.map(() => "invalid_url"));
+    expect(proxy.report().requests).toBe(0);
   });
 
   it("refuses the tunnel past the request budget", async () => {
@@ -226,6 +287,19 @@ describe("CONNECT tunnels", () => {
 });
 
 describe("the host's resources", () => {
+  it("holds a tunnel's upstream back while the job does not read, instead of buffering for it", async () => {
+    const { proxy, socketPath } = await open({ ...policy, maxBytes: 100 * 1024 * 1024 });
+    const opened = await tunnel(socketPath, "api.example.com:443");
+    const secure = overTls(opened.socket!);
+    await new Promise((resolve) => secure.once("secureConnect", resolve));
+    secure.write(rawGet("/bytes?n=20000000"));
+    secure.pause();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Socket buffers on both sides hold a few MB at most; without backpressure it is the whole body.
+    expect(proxy.report().bytesReceived).toBeLessThan(8 * 1024 * 1024);
+    secure.destroy();
+  });
+
   it(`holds at most ${MAX_CONNECTIONS_PER_JOB} connections of one job open at once`, async () => {
     const { socketPath } = await open({ ...policy, maxRequests: 100 });
     const tunnels = await Promise.all(

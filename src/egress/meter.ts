@@ -6,10 +6,16 @@
  * The runner reads `report()` after the job and hands it back with the runner reply.
  */
 import { z } from "zod";
+import { MAX_NAME_CHARS } from "../untrusted-output.ts";
 import type { EgressRule } from "./policy.ts";
 
 /** Refusals kept for the result; the count goes on past it. */
 const MAX_RECORDED_REFUSALS = 20;
+/**
+ * A refusal's message is one sentence naming a host; the host is the job's text (a URL may carry a
+ * host of a million characters), so both are cut before they are kept for the result.
+ */
+const MAX_REFUSAL_MESSAGE_CHARS = 1024;
 
 export interface EgressRefusal {
   rule: EgressRule;
@@ -87,7 +93,13 @@ export class EgressMeter {
 
   refuse(refusal: EgressRefusal): void {
     this.#refusedCount++;
-    if (this.#refusals.length < MAX_RECORDED_REFUSALS) this.#refusals.push(refusal);
+    if (this.#refusals.length < MAX_RECORDED_REFUSALS) {
+      this.#refusals.push({
+        rule: refusal.rule,
+        host: refusal.host.slice(0, MAX_NAME_CHARS),
+        message: refusal.message.slice(0, MAX_REFUSAL_MESSAGE_CHARS),
+      });
+    }
   }
 
   report(): EgressReport {

@@ -56,6 +56,7 @@ export type EgressRule =
   // The rules below are the gateway's (a request, not a URL).
   | "method_not_allowed"
   | "socket_not_allowed"
+  | "tls_server_name"
   | "request_budget"
   | "byte_budget"
   | "redirect_limit"
