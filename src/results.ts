@@ -60,19 +60,25 @@ export function emptyMetrics(duration: number): Metrics {
 }
 
 /**
- * The result of a job that ended without a report of its own: cancelled by its caller, or given up
- * on at its deadline by whoever holds it (its tracker or its tenant's ledger). Logs are lost with the runner.
+ * The result of a job that ended without a report of its own: cancelled by its caller, given up on
+ * at its deadline by whoever holds it (its tracker or its tenant's ledger), or whose report could not
+ * be judged. Logs are lost with the runner.
  */
 export function abandonedResult(
   record: JobRecord,
   job: Pick<ExecutionRequest, "metadata">,
   prepared: PreparedIdentity,
-  code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT,
+  code: typeof ErrorCode.SANDBOX_CANCELLED | typeof ErrorCode.SANDBOX_TIMEOUT | typeof ErrorCode.SANDBOX_RUNNER_CRASHED,
   message: string,
 ): ExecutionResult {
+  const status = {
+    SANDBOX_CANCELLED: "cancelled",
+    SANDBOX_TIMEOUT: "timed_out",
+    SANDBOX_RUNNER_CRASHED: "failed",
+  } as const;
   return {
     ...resultBase(record, job, prepared),
-    status: code === ErrorCode.SANDBOX_CANCELLED ? "cancelled" : "timed_out",
+    status: status[code],
     success: false,
     output: null,
     logs: [],

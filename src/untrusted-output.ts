@@ -11,6 +11,8 @@ export const MAX_MESSAGE_CHARS = 16 * 1024;
 export const MAX_STACK_CHARS = 16 * 1024;
 /** The error name every runtime's harness gives an output over its limit; judged SANDBOX_OUTPUT_TOO_LARGE. */
 export const OUTPUT_TOO_LARGE_ERROR = "CordonOutputTooLarge";
+/** The error name of an output a harness reported that does not parse (judged SANDBOX_RUNTIME_ERROR). */
+const MALFORMED_OUTPUT_ERROR = "CordonMalformedOutput";
 
 export interface ErrorInfoLike {
   name: string;
@@ -27,8 +29,8 @@ export type BoundedOutput = { ok: true; outputJson: string } | { ok: false; erro
 const encoder = new TextEncoder();
 
 /**
- * `outputJson` if it fits in `maxOutputBytes` (UTF-8) and nests at most MAX_JSON_DEPTH levels, else
- * the failure judged as SANDBOX_OUTPUT_TOO_LARGE.
+ * `outputJson` if it fits in `maxOutputBytes` (UTF-8), nests at most MAX_JSON_DEPTH levels and
+ * parses, else the failure to report instead (SANDBOX_OUTPUT_TOO_LARGE for the first two).
  */
 export function boundedOutput(outputJson: string, maxOutputBytes: number): BoundedOutput {
   // A UTF-16 unit is at least one UTF-8 byte: a longer string is too large without encoding it (it
@@ -39,6 +41,15 @@ export function boundedOutput(outputJson: string, maxOutputBytes: number): Bound
   }
   if (jsonNestsDeeperThan(outputJson)) {
     return tooLarge(`the output nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`);
+  }
+  // A harness only writes JSON.stringify's text; anything else came from a job that tampered with it.
+  try {
+    JSON.parse(outputJson);
+  } catch {
+    return {
+      ok: false,
+      error: { name: MALFORMED_OUTPUT_ERROR, message: "the reported output is not JSON", stack: "" },
+    };
   }
   return { ok: true, outputJson };
 }

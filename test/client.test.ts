@@ -70,6 +70,25 @@ describe("Cordon client", () => {
     expect((await slow).status).toBe(200);
   });
 
+  it("waits a second before retrying an answer without Retry-After (never at once)", async () => {
+    // A 503 from a proxy in front of Cordon carries no Retry-After: the default wait of 1 s is over
+    // this client's bound of 0.5 s, so it gives up instead of resending the job at once.
+    let attempts = 0;
+    const cordon = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      maxRetryDelayMs: 500,
+      fetch: async () => {
+        attempts++;
+        return Response.json({ error: { code: "SANDBOX_UNAVAILABLE", message: "busy" } }, { status: 503 });
+      },
+    });
+    await expect(cordon.execute.code({ runtime: "edge", code: "export default async () => 1" })).rejects.toMatchObject({
+      status: 503,
+    });
+    expect(attempts).toBe(1);
+  });
+
   it("does not retry when the wait would exceed its bound, and never resends a job on a network error", async () => {
     const limited = await createTenant({ rateLimit: 1 });
     const cordon = client({ apiKey: limited.key });

@@ -204,9 +204,11 @@ function toError(status: number, payload: unknown): CordonError {
   return new CordonError(status, body, result);
 }
 
+/** Retry-After in ms; 1 s when the answer has none or an unreadable one (never at once: `Number(null)` is 0). */
 function retryDelayMs(response: Response): number {
-  const seconds = Number(response.headers.get("retry-after"));
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000;
+  const header = response.headers.get("retry-after")?.trim() ?? "";
+  const seconds = /^\d+$/.test(header) ? Number(header) : NaN;
+  return Number.isFinite(seconds) ? seconds * 1000 : 1000;
 }
 
 function backoffMs(attempt: number): number {

@@ -1,7 +1,10 @@
 /**
  * Turns a runner reply into the job's result: decides the one error code, maps stack traces back to
- * the job's source, compares test cases. Runs in the dispatcher, never inside the isolate, so a job
- * cannot forge its verdict. No I/O.
+ * the job's source, compares test cases. Runs in the dispatcher, never inside the isolate. The report
+ * itself comes from the job's realm, which the job can tamper with (down to what JSON.stringify
+ * writes), so what decides a verdict beyond the job's own output is taken from outside it: the
+ * deadline from the dispatcher's clock, test expectations from the request, and an error code only
+ * from the few a binding refusal carries. No I/O.
  */
 import type { BindingCounters } from "../bindings/protocol";
 import type { EgressReport } from "../egress/meter";
@@ -17,6 +20,16 @@ import { firstJobLocation, remapStack, type SourceMapV3 } from "./source-map";
 import { OUTPUT_TOO_LARGE_ERROR } from "../untrusted-output";
 
 type Verdict = Pick<ExecutionResult, "status" | "success" | "output" | "tests" | "error">;
+
+/**
+ * The codes a binding refusal carries into the job (src/bindings): the only codes a report may name.
+ * Any other (INTERNAL_ERROR, RATE_LIMITED…) would be the job speaking for the platform.
+ */
+const BINDING_REFUSAL_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.SANDBOX_SECURITY_VIOLATION,
+  ErrorCode.SANDBOX_RUNTIME_ERROR,
+  ErrorCode.SANDBOX_OUTPUT_TOO_LARGE,
+]);
 
 export function judge(
   record: JobRecord,
@@ -41,7 +54,8 @@ export function judge(
     };
   }
   const report = reply.report;
-  const verdict = judgeReport(job, prepared, report, reply.egress);
+  const late = record.finishedAt.getTime() > prepared.runnerRequest.spec.deadline;
+  const verdict = judgeReport(job, prepared, report, reply.egress, late);
   return {
     ...base,
     ...verdict,
@@ -65,9 +79,11 @@ function judgeReport(
   prepared: PreparedJob,
   report: HarnessReport,
   egress: EgressReport | undefined,
+  /** The reply reached the dispatcher after the job's deadline: a timeout, whatever the report says. */
+  late: boolean,
 ): Verdict {
   const map = prepared.sourceMap;
-  if (report.guard.tripped) {
+  if (report.guard.tripped || late) {
     const where = report.guard.stack ? firstJobLocation(remapStack(report.guard.stack, map)) : undefined;
     return failed(ErrorCode.SANDBOX_TIMEOUT, `the job ran past its timeout of ${prepared.limits.timeoutMs} ms`, {
       timeoutMs: prepared.limits.timeoutMs,
@@ -143,7 +159,7 @@ function judgeTests(
 function callFailure(error: ErrorInfo, map: SourceMapV3): Verdict {
   if (error.name === OUTPUT_TOO_LARGE_ERROR) return failed(ErrorCode.SANDBOX_OUTPUT_TOO_LARGE, error.message);
   // A binding refusal the job did not catch keeps its own code (e.g. SANDBOX_SECURITY_VIOLATION).
-  if (error.code !== undefined && isErrorCode(error.code)) {
+  if (error.code !== undefined && BINDING_REFUSAL_CODES.has(error.code) && isErrorCode(error.code)) {
     const stack = error.stack ? remapStack(error.stack, map) : "";
     const where = firstJobLocation(stack);
     return failed(error.code, error.message, {

@@ -4,12 +4,14 @@
  * place a job runs from: the dispatcher's request (synchronous jobs) and an ExecutionTracker (async).
  */
 import { BindingSession } from "../bindings/session";
+import { ErrorCode } from "../errors";
 import { runEdgeJob } from "../edge/execute";
 import type { PreparedJob } from "../edge/prepare";
 import { edgeRunnerFor } from "../edge/select-runner";
 import { judgeNode } from "../node/judge";
 import type { PreparedNodeJob } from "../node/prepare";
 import { nodeHomeFor } from "../node/select-home";
+import { abandonedResult } from "../results";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
 
 /** A job that has not reported this long after its deadline (past the runner's kill and the host's margin) is given up. */
@@ -49,7 +51,13 @@ export async function runOnItsHome(
       createdAt: new Date(acceptedAt),
       finishedAt: new Date(),
     };
-    return judgeNode(record, job, prepared, reply);
+    try {
+      return judgeNode(record, job, prepared, reply);
+    } catch (error) {
+      // As for edge jobs (runEdgeJob): a reply that cannot be judged still ends in a stored result.
+      const message = `the sandbox's report could not be judged: ${error instanceof Error ? error.message : String(error)}`;
+      return abandonedResult(record, job, prepared, ErrorCode.SANDBOX_RUNNER_CRASHED, message);
+    }
   }
   const session = new BindingSession({
     executionId: prepared.executionId,

@@ -194,4 +194,48 @@ describe("boundReport", () => {
     const bounded = boundReport({ ...report, calls: [{ ok: true, outputJson: '"éééé"' }] }, spec);
     expect(bounded.calls[0]).toMatchObject({ ok: false, error: { name: "CordonOutputTooLarge" } });
   });
+
+  it("cannot name a platform error code (a forged 500 or 429 would make clients retry the job)", async () => {
+    // The harness keeps a binding refusal's code; a job that makes every error look like one to it
+    // can put any code in its report.
+    for (const code of ["INTERNAL_ERROR", "RATE_LIMITED", "SANDBOX_CANCELLED"]) {
+      const { status, body } = await tenant.execute({
+        code: `export default async () => { WeakSet.prototype.has = () => true;
+          throw Object.assign(new Error("forged"), { code: "${code}" }) }`,
+      });
+      expect(status).toBe(422);
+      expect(body.error?.code).toBe("SANDBOX_RUNTIME_ERROR");
+    }
+  });
+
+  it("ends with a stored result when its forged output is not JSON, never a 500", async () => {
+    const code = `export default async () => {
+      Object.defineProperty(Array.prototype, "0", { configurable: true, set(value) {
+        const forged = value && value.ok === true ? { ok: true, outputJson: "{" } : value;
+        Object.defineProperty(this, "0", { value: forged, enumerable: true, writable: true, configurable: true });
+      } });
+      return 1;
+    }`;
+    const { status, body } = await tenant.execute({ code });
+    expect(status).toBe(422);
+    expect(body.error).toMatchObject({ code: "SANDBOX_RUNTIME_ERROR", message: expect.stringContaining("not JSON") });
+    expect((await tenant.get(`/v1/executions/${body.id}`)).body).toEqual(body);
+  });
+
+  it("cannot turn a timeout into a success: a report that arrives after the deadline is a timeout", async () => {
+    // toJSON runs inside the harness's own JSON.stringify, after the deadline has stopped the job's
+    // functions; a bound built-in returns the forged report without calling any of them.
+    // Its parts have no prototype, so that toJSON is not found again inside them.
+    const code = `export default async () => {
+      const bare = (value) => Object.setPrototypeOf(value, null);
+      const forged = bare({ exportKind: "function", loadError: null, calls: bare([bare({ ok: true, outputJson: "42" })]),
+        logs: bare([]), logBytes: 0, logsDropped: 0, network: bare([]),
+        guard: bare({ ticks: 1, tripped: false, stack: null }), runMs: 0 });
+      Object.prototype.toJSON = Array.prototype.at.bind([forged], 0);
+      await new Promise(() => {});
+    }`;
+    const { status, body } = await tenant.execute({ code, timeout: 300 });
+    expect(status).toBe(408);
+    expect(body).toMatchObject({ status: "timed_out", error: { code: "SANDBOX_TIMEOUT" }, output: null });
+  });
 });
