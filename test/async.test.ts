@@ -34,6 +34,33 @@ describe("async jobs", () => {
     expect((await tenant.get(`/v1/executions/${submitted.body.id}`)).body).toEqual(waited.body);
   });
 
+  it("keeps a ticket larger than a Durable Object's 2 MB value limit in parts, and runs it intact", async () => {
+    // The ticket holds the input three times (request, inputs, the built request) besides the code,
+    // its instrumented copy and source map: 200 000 emoji (800 kB of UTF-8) make it ≈ 2.5 MB.
+    const input = "🙂".repeat(200_000);
+    const submitted = await tenant.execute({
+      code: `export default async (s) => { await new Promise((r) => setTimeout(r, 500)); return [...s].every((c) => c === "🙂") ? [...s].length : -1 }`,
+      input,
+      async: true,
+    });
+    expect(submitted.status).toBe(202);
+    const stub = env.EXECUTION_TRACKER.get(env.EXECUTION_TRACKER.idFromName(submitted.body.id!));
+    const largest = await runInDurableObject(stub, (_instance: ExecutionTracker, state) => {
+      const sizes = state.storage.sql
+        .exec<{ bytes: number }>(
+          `SELECT length(CAST(ticket_json AS BLOB)) AS bytes FROM job
+           UNION ALL SELECT length(CAST(text AS BLOB)) FROM ticket_part`,
+        )
+        .toArray();
+      return { parts: sizes.length - 1, bytes: Math.max(...sizes.map((row) => row.bytes)) };
+    });
+    expect(largest.parts).toBeGreaterThan(1);
+    expect(largest.bytes).toBeLessThan(2_000_000);
+
+    const waited = await post(`/v1/executions/${submitted.body.id}/wait?timeout=5000`);
+    expect(waited.body).toMatchObject({ status: "succeeded", output: 200_000 });
+  });
+
   it("answers a wait that outlasts its timeout with 202 and the progress", async () => {
     const submitted = await tenant.execute({
       code: "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 'late' }",

@@ -10,6 +10,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
+import { textParts } from "./stored-text";
 import { ErrorCode } from "../errors";
 import { cancelOnItsHome, REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type HomeContext } from "../jobs/homes";
 import { abandonedResult } from "../results";
@@ -46,6 +47,8 @@ const MIGRATIONS: readonly string[] = [
      ticket_json TEXT NOT NULL,
      result_json TEXT
    );`,
+  // The ticket in parts (stored-text.ts); job.ticket_json stays '' for a ticket kept here.
+  `CREATE TABLE ticket_part (seq INTEGER PRIMARY KEY, text TEXT NOT NULL);`,
 ];
 
 export class ExecutionTracker extends DurableObject<Env> implements ExecutionTrackerApi {
@@ -84,7 +87,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       found: true,
       tenantId: row.tenant_id,
       finished: false,
-      progress: progressOf(JSON.parse(row.ticket_json) as JobTicket),
+      progress: progressOf(this.#ticket(row)),
     };
   }
 
@@ -109,7 +112,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   async cancel(): Promise<TrackedState> {
     const row = this.#row();
     if (!row || row.result_json !== null) return this.#state();
-    const ticket = JSON.parse(row.ticket_json) as JobTicket;
+    const ticket = this.#ticket(row);
     await this.#finish(
       ticket,
       await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
@@ -124,6 +127,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     if (!row || row.result_json === null) return false;
     await deleteExecution(this.env.DB, row.tenant_id, row.id);
     this.#sql.exec("DELETE FROM job");
+    this.#sql.exec("DELETE FROM ticket_part");
     return true;
   }
 
@@ -131,7 +135,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   override async alarm(): Promise<void> {
     const row = this.#row();
     if (!row || row.result_json !== null) return;
-    const ticket = JSON.parse(row.ticket_json) as JobTicket;
+    const ticket = this.#ticket(row);
     await this.#finish(
       ticket,
       await this.#abandoned(
@@ -144,11 +148,13 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
 
   async #begin(ticket: JobTicket): Promise<void> {
     this.#sql.exec(
-      "INSERT INTO job (id, tenant_id, status, ticket_json) VALUES (?, ?, 'running', ?)",
+      "INSERT INTO job (id, tenant_id, status, ticket_json) VALUES (?, ?, 'running', '')",
       ticket.prepared.executionId,
       ticket.tenantId,
-      JSON.stringify(ticket),
     );
+    textParts(JSON.stringify(ticket)).forEach((text, seq) => {
+      this.#sql.exec("INSERT INTO ticket_part (seq, text) VALUES (?, ?)", seq, text);
+    });
     await this.ctx.storage.setAlarm(ticket.acceptedAt + ticket.prepared.limits.timeoutMs + REPORT_GRACE_MS);
   }
 
@@ -169,6 +175,8 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       JSON.stringify(result),
       result.id,
     );
+    // Only a running job's progress, cancel and alarm read the ticket.
+    this.#sql.exec("DELETE FROM ticket_part");
     // All done before the answer, so a caller that reads, lists or sends its next job on it finds the
     // log row written and its concurrency slot free. The row is written before the slot is freed: the
     // ledger sends lookups here only while the slot is held, so a job is always found in one place.
@@ -194,6 +202,11 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
 
   #home(): HomeContext {
     return { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) };
+  }
+
+  #ticket(row: { ticket_json: string }): JobTicket {
+    const parts = this.#sql.exec<{ text: string }>("SELECT text FROM ticket_part ORDER BY seq").toArray();
+    return JSON.parse(parts.length > 0 ? parts.map((part) => part.text).join("") : row.ticket_json) as JobTicket;
   }
 
   #row() {
