@@ -3,8 +3,14 @@
  * raw stdout/stderr. Every buffer here is bounded by the host, whatever the harness claims to have
  * bounded already: the bytes were written next to the job's code.
  */
-import { StringDecoder } from "node:string_decoder";
-import { boundedError, boundedOutput, LogBudget, MAX_STACK_CHARS } from "../../src/untrusted-output.ts";
+import {
+  boundedError,
+  boundedOutput,
+  LogBudget,
+  MAX_MESSAGE_CHARS,
+  MAX_NAME_CHARS,
+  MAX_STACK_CHARS,
+} from "../../src/untrusted-output.ts";
 import {
   HarnessRecord as ChannelRecord,
   LOG_LEVELS,
@@ -14,6 +20,10 @@ import {
   type LogEntry,
   type LogLevel,
 } from "./protocol.ts";
+
+const NEWLINE = 0x0a;
+/** An error's name, message and stack in a record, as the harness cuts them. */
+const RECORD_ERROR_CHARS = MAX_NAME_CHARS + MAX_MESSAGE_CHARS + MAX_STACK_CHARS;
 
 export interface ChannelBounds {
   inputs: number;
@@ -36,9 +46,13 @@ export class JobRecords {
   readonly #nonce: string;
   readonly #bounds: ChannelBounds;
   readonly #budget: number;
+  readonly #maxLineBytes: number;
   #received = 0;
-  #pending = "";
-  readonly #decoder = new StringDecoder("utf8");
+  /** The line being received, in the chunks it came in (joined once, at its newline). */
+  #line: Buffer[] = [];
+  #lineBytes = 0;
+  /** The line being received is longer than any record can be: dropped up to its newline. */
+  #overlong = false;
   readonly #onRecord: (kind: ChannelRecord["t"]) => void;
 
   constructor(nonce: string, bounds: ChannelBounds, onRecord: (kind: ChannelRecord["t"]) => void) {
@@ -47,10 +61,13 @@ export class JobRecords {
     this.calls = Array.from({ length: bounds.inputs }, () => undefined);
     this.#logs = new LogBudget(bounds);
     this.#onRecord = onRecord;
+    // A record escapes its strings once more: an output's `"` and `\` double, a log's control
+    // characters take six bytes (\u0001). The largest record is a call's, with its error's fields.
+    this.#maxLineBytes = 2 * bounds.maxOutputBytes + 6 * RECORD_ERROR_CHARS + 4096;
     // Enough for every output at its limit, every log entry, and framing; anything beyond is refused.
     this.#budget =
-      bounds.inputs * (bounds.maxOutputBytes + MAX_STACK_CHARS * 4 + 1024) +
-      2 * bounds.maxLogBytes +
+      bounds.inputs * (2 * bounds.maxOutputBytes + 6 * RECORD_ERROR_CHARS + 1024) +
+      6 * bounds.maxLogBytes +
       bounds.maxLogEntries * 512 +
       1024 * 1024;
   }
@@ -68,18 +85,38 @@ export class JobRecords {
     return this.#harnessDropped + this.#logs.dropped;
   }
 
+  /**
+   * Takes the next bytes from fd 3. Each byte is looked at once (a job writing one endless line
+   * must not make the host rescan it), and a line is kept only up to the longest a record can be.
+   */
   push(chunk: Buffer): void {
     if (this.#received >= this.#budget) return;
-    this.#received += chunk.length;
-    this.#pending += this.#decoder.write(chunk);
-    let newline = this.#pending.indexOf("\n");
-    while (newline !== -1) {
-      const line = this.#pending.slice(0, newline);
-      this.#pending = this.#pending.slice(newline + 1);
-      this.#accept(line);
-      newline = this.#pending.indexOf("\n");
+    const room = this.#budget - this.#received;
+    const bytes = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    this.#received += bytes.length;
+    let start = 0;
+    for (let newline = bytes.indexOf(NEWLINE); newline !== -1; newline = bytes.indexOf(NEWLINE, start)) {
+      this.#collect(bytes.subarray(start, newline));
+      // A newline byte never occurs inside a multi-byte UTF-8 sequence: a line decodes on its own.
+      if (!this.#overlong) this.#accept(Buffer.concat(this.#line, this.#lineBytes).toString("utf8"));
+      this.#line = [];
+      this.#lineBytes = 0;
+      this.#overlong = false;
+      start = newline + 1;
     }
-    if (this.#received >= this.#budget) this.#pending = "";
+    this.#collect(bytes.subarray(start));
+  }
+
+  #collect(part: Buffer): void {
+    if (this.#overlong || part.length === 0) return;
+    if (this.#lineBytes + part.length > this.#maxLineBytes) {
+      this.#overlong = true;
+      this.#line = [];
+      this.#lineBytes = 0;
+      return;
+    }
+    this.#line.push(part);
+    this.#lineBytes += part.length;
   }
 
   #accept(line: string): void {

@@ -36,13 +36,21 @@ const JOB_URL = "file:///workspace/job.js";
 const EGRESS_SOCKET = "/workspace/egress.sock";
 const EGRESS_PORT = 3128;
 const MAX_LOG_MESSAGE_CHARS = 8 * 1024;
+/** As src/untrusted-output.ts: the host drops a record line longer than these allow. */
+const MAX_NAME_CHARS = 256;
+const MAX_MESSAGE_CHARS = 16 * 1024;
 const MAX_STACK_CHARS = 16 * 1024;
 /** Log level per console method (as in the edge harness). */
 const LEVELS = { log: "log", info: "info", warn: "warn", error: "error", debug: "debug", trace: "debug", dir: "log" };
 
 const now = Date.now.bind(Date);
 const stringify = JSON.stringify.bind(JSON);
-const byteLength = (text) => Buffer.byteLength(text, "utf8");
+const keysOf = Object.keys;
+// Copies, not the imports: a job can re-point a builtin's ESM exports (module.syncBuiltinESMExports).
+const write = writeSync;
+const utf8Bytes = Buffer.from.bind(Buffer);
+const utf8Length = Buffer.byteLength.bind(Buffer);
+const byteLength = (text) => utf8Length(text, "utf8");
 const exit = process.exit.bind(process);
 const resourceUsage = process.resourceUsage.bind(process);
 const cpuUsage = process.cpuUsage.bind(process);
@@ -86,11 +94,11 @@ async function readRestAsync(fd, chunks) {
 
 /** The descriptors are sockets the host made non-blocking: a full one answers EAGAIN, so wait and retry. */
 function writeAll(fd, text) {
-  const bytes = Buffer.from(text, "utf8");
+  const bytes = utf8Bytes(text, "utf8");
   let offset = 0;
   while (offset < bytes.length) {
     try {
-      offset += writeSync(fd, bytes, offset);
+      offset += write(fd, bytes, offset);
     } catch (error) {
       if (error?.code !== "EAGAIN") throw error;
       pause(1);
@@ -98,9 +106,26 @@ function writeAll(fd, text) {
   }
 }
 
+/**
+ * A record's JSON, written without JSON.stringify's walk of objects: that walk calls any `toJSON`
+ * the job put on Object.prototype, which could rewrite every record. Records are objects of
+ * primitives, one level deep for an error; stringify is only given primitives, which have no toJSON.
+ */
+function recordJson(value) {
+  if (value === null || typeof value !== "object") return stringify(value);
+  const keys = keysOf(value);
+  let json = "";
+  for (let i = 0; i < keys.length; i++) {
+    const field = value[keys[i]];
+    if (field === undefined) continue;
+    json += (json === "" ? "" : ",") + stringify(keys[i]) + ":" + recordJson(field);
+  }
+  return "{" + json + "}";
+}
+
 function emit(record) {
   try {
-    writeAll(RECORDS_FD, nonce + " " + stringify(record) + "\n");
+    writeAll(RECORDS_FD, nonce + " " + recordJson(record) + "\n");
   } catch {
     // The host is gone or the job closed fd 3: there is no one left to tell.
   }
@@ -167,8 +192,10 @@ writeAll(RECORDS_FD, "waiting\n");
 const setup = JSON.parse(await readSetup(SETUP_FD));
 const nonce = setup.nonce;
 
+const sliceText = Function.prototype.call.bind(String.prototype.slice);
+
 function clip(text, max) {
-  return text.length > max ? text.slice(0, max) + "… [truncated]" : text;
+  return text.length > max ? sliceText(text, 0, max) + "… [truncated]" : text;
 }
 
 function describeError(error) {
@@ -178,12 +205,12 @@ function describeError(error) {
     let stack = "";
     let code;
     try {
-      name = String(error.name ?? "Error");
+      name = clip(String(error.name ?? "Error"), MAX_NAME_CHARS);
     } catch {
       // A hostile getter: keep the default.
     }
     try {
-      message = String(error.message ?? "");
+      message = clip(String(error.message ?? ""), MAX_MESSAGE_CHARS);
     } catch {
       // likewise
     }
@@ -201,7 +228,7 @@ function describeError(error) {
   }
   let message;
   try {
-    message = String(error);
+    message = clip(String(error), MAX_MESSAGE_CHARS);
   } catch {
     message = "[unprintable thrown value]";
   }
@@ -297,6 +324,11 @@ process.on("unhandledRejection", (reason) => {
   emit({ t: "uncaught", error: info });
   if (setup.captureConsole) globalThis.console.error("Unhandled rejection: " + (info.stack || info.message));
 });
+
+// process.execve replaces this process without forking, so the pids limit never sees it: a job could
+// run native code (written to /tmp) with maxSubprocesses 0. --no-addons already refuses process.dlopen.
+// Nothing the job can reach brings it back (process.binding has no process_methods).
+delete process.execve;
 
 emit({ t: "ready" });
 

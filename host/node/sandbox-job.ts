@@ -299,7 +299,7 @@ export class SandboxJob {
       return {
         code: "SANDBOX_MEMORY_LIMIT",
         limit: "limits.writable",
-        message: `a writable path is full: each holds at most ${writableBytes(this.#request.memoryMb)} bytes (half of memoryMb, and counted in it)`,
+        message: `a writable path is full: each holds at most ${writableBytes(this.#request.memoryMb, limits.writable.length)} bytes (half of memoryMb shared by the writable paths, and counted in it)`,
       };
     }
     if (codes.has("EROFS")) {

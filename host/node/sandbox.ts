@@ -40,7 +40,11 @@ const STREAM_CAP_BYTES = 64 * 1024;
 const TASKS_PER_NODE_PROCESS = 12;
 /** bwrap's outer process and its init (pid 1 of the sandbox). */
 export const SANDBOX_BASE_TASKS = 2;
-/** Each writable tmpfs may use this share of memoryMb (its pages are charged to the memory cgroup too). */
+/**
+ * The writable tmpfs mounts together may use this share of memoryMb, split evenly between them. Their
+ * pages are charged to the memory cgroup too; without one, nothing else bounds them (RLIMIT_AS does
+ * not count tmpfs pages), so a share per path would let 8 paths hold 4 × memoryMb of the host's RAM.
+ */
 const WRITABLE_SHARE = 0.5;
 /**
  * Without a pids cgroup, RLIMIT_NPROC is only a host-wide backstop against a runaway fork bomb: the
@@ -114,9 +118,9 @@ export function handOffLimitsOf(request: NodeRunRequest): HandOffLimits {
   };
 }
 
-/** The byte size of each writable tmpfs for a memoryMb (page-aligned). */
-export function writableBytes(memoryMb: number): number {
-  const bytes = Math.floor(memoryMb * MiB * WRITABLE_SHARE);
+/** The byte size of each of `paths` writable tmpfs mounts for a memoryMb (page-aligned). */
+export function writableBytes(memoryMb: number, paths: number): number {
+  const bytes = Math.floor((memoryMb * MiB * WRITABLE_SHARE) / Math.max(1, paths));
   return bytes - (bytes % 4096);
 }
 
@@ -208,7 +212,10 @@ export class Sandbox {
         processes: this.#cgroup?.has("pids") ? undefined : NPROC_BACKSTOP,
         addressSpace: this.#cgroup?.has("memory") ? undefined : memoryBytes + ADDRESS_SPACE_HEADROOM_BYTES,
       },
-      writable: shape.writable.map((path) => ({ path, sizeBytes: writableBytes(shape.memoryMb) })),
+      writable: shape.writable.map((path) => ({
+        path,
+        sizeBytes: writableBytes(shape.memoryMb, shape.writable.length),
+      })),
       packages: shape.packages?.dir,
       heapMb: shape.memoryMb,
       layout: env.layout,

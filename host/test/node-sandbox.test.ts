@@ -203,6 +203,27 @@ describe("node jobs: console and output streams", () => {
     expect(report.logBytes).toBe(report.logs.reduce((sum, entry) => sum + Buffer.byteLength(entry.message), 0));
   });
 
+  it("keeps its records out of the job's reach: no patch sees the nonce or rewrites a record", async () => {
+    const report = await run(
+      `const fs = require("node:fs");
+       module.exports = async () => {
+         const seen = [];
+         // Every way a record passes through code the job can patch, before the harness writes it.
+         const from = Buffer.from;
+         Buffer.from = function (...args) { if (typeof args[0] === "string") seen.push(args[0]); return from.apply(this, args) };
+         const write = fs.writeSync;
+         fs.writeSync = function (...args) { seen.push(String(args[1])); return write.apply(this, args) };
+         require("node:module").syncBuiltinESMExports();
+         Object.defineProperty(Object.prototype, "toJSON", { configurable: true,
+           value() { return this.t === "call" ? { ...this, outputJson: "666" } : this } });
+         console.log("a log");
+         return { leaked: seen.some((text) => text.includes('"t":')), execve: typeof process.execve };
+       }`,
+    );
+    expect(output(report)).toEqual({ leaked: false, execve: "undefined" });
+    expect(report.logs.map((entry) => entry.message)).toEqual(["a log"]);
+  });
+
   it("bounds the log and leaves console alone when capture is off", async () => {
     const bounded = await run(
       "module.exports = async () => { for (let i = 0; i < 50; i++) console.log('line ' + i) }",
@@ -563,6 +584,24 @@ describe.each(["cold", "warm"] as const)("node jobs without cgroups (the rlimit 
       { memoryMb: 64 },
     );
     expect(report.limitHit).toMatchObject({ code: "SANDBOX_MEMORY_LIMIT", limit: "memoryMb" });
+  });
+
+  it("bounds the writable paths together at half of memoryMb (RLIMIT_AS does not count tmpfs pages)", async () => {
+    const paths = ["/tmp", "/workspace/a", "/workspace/b", "/workspace/c"];
+    const report = await runWithout(
+      `const fs = require("fs"); const chunk = Buffer.alloc(1 << 20, 1);
+       module.exports = async () => {
+         let total = 0;
+         for (const dir of ${JSON.stringify(paths)}) {
+           try { for (let i = 0; ; i++) { fs.writeFileSync(dir + "/fill" + i, chunk); total += chunk.length } } catch {}
+         }
+         return total;
+       }`,
+      { memoryMb: 64, limits: { writable: paths } },
+    );
+    const written = output(report) as number;
+    expect(written).toBeGreaterThan(16 * 1024 * 1024);
+    expect(written).toBeLessThanOrEqual(32 * 1024 * 1024);
   });
 
   it("stops a fork bomb by counting the sandbox's process tree", async () => {
