@@ -3,14 +3,7 @@
  * raw stdout/stderr. Every buffer here is bounded by the host, whatever the harness claims to have
  * bounded already: the bytes were written next to the job's code.
  */
-import {
-  boundedError,
-  boundedOutput,
-  LogBudget,
-  MAX_MESSAGE_CHARS,
-  MAX_NAME_CHARS,
-  MAX_STACK_CHARS,
-} from "../../src/untrusted-output.ts";
+import { boundedError, boundedOutput, LogBudget } from "../../src/untrusted-output.ts";
 import {
   HarnessRecord as ChannelRecord,
   LOG_LEVELS,
@@ -19,18 +12,12 @@ import {
   type HarnessErrorRecord,
   type LogEntry,
   type LogLevel,
+  maxRecordLineBytes,
+  recordsBudget,
+  type RecordBounds,
 } from "./protocol.ts";
 
 const NEWLINE = 0x0a;
-/** An error's name, message and stack in a record, as the harness cuts them. */
-const RECORD_ERROR_CHARS = MAX_NAME_CHARS + MAX_MESSAGE_CHARS + MAX_STACK_CHARS;
-
-export interface ChannelBounds {
-  inputs: number;
-  maxLogEntries: number;
-  maxLogBytes: number;
-  maxOutputBytes: number;
-}
 
 /** What the records said, already bounded. */
 export class JobRecords {
@@ -44,7 +31,7 @@ export class JobRecords {
   done: { maxRssKb: number; cpuMs: number } | undefined;
 
   readonly #nonce: string;
-  readonly #bounds: ChannelBounds;
+  readonly #bounds: RecordBounds;
   readonly #budget: number;
   readonly #maxLineBytes: number;
   #received = 0;
@@ -55,21 +42,14 @@ export class JobRecords {
   #overlong = false;
   readonly #onRecord: (kind: ChannelRecord["t"]) => void;
 
-  constructor(nonce: string, bounds: ChannelBounds, onRecord: (kind: ChannelRecord["t"]) => void) {
+  constructor(nonce: string, bounds: RecordBounds, onRecord: (kind: ChannelRecord["t"]) => void) {
     this.#nonce = nonce;
     this.#bounds = bounds;
     this.calls = Array.from({ length: bounds.inputs }, () => undefined);
     this.#logs = new LogBudget(bounds);
     this.#onRecord = onRecord;
-    // A record escapes its strings once more: an output's `"` and `\` double, a log's control
-    // characters take six bytes (\u0001). The largest record is a call's, with its error's fields.
-    this.#maxLineBytes = 2 * bounds.maxOutputBytes + 6 * RECORD_ERROR_CHARS + 4096;
-    // Enough for every output at its limit, every log entry, and framing; anything beyond is refused.
-    this.#budget =
-      bounds.inputs * (2 * bounds.maxOutputBytes + 6 * RECORD_ERROR_CHARS + 1024) +
-      6 * bounds.maxLogBytes +
-      bounds.maxLogEntries * 512 +
-      1024 * 1024;
+    this.#maxLineBytes = maxRecordLineBytes(bounds);
+    this.#budget = recordsBudget(bounds);
   }
 
   get logs(): LogEntry[] {

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { EgressReport } from "../egress/meter.ts";
 import { EgressPolicy } from "../egress/policy.ts";
+import { MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_STACK_CHARS } from "../untrusted-output.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -326,3 +327,35 @@ export const LIMIT_HITS = {
     message: `the job tried to hold more than ${max} open file descriptors`,
   }),
 };
+
+/** What sizes a job's records channel: the setup the harness gets. */
+export interface RecordBounds {
+  inputs: number;
+  maxLogEntries: number;
+  maxLogBytes: number;
+  maxOutputBytes: number;
+}
+
+/** An error's name, message and stack in a record, as the harness cuts them. */
+const RECORD_ERROR_CHARS = MAX_NAME_CHARS + MAX_MESSAGE_CHARS + MAX_STACK_CHARS;
+
+/**
+ * The longest record line a harness writes: a call's. A record escapes its strings once more, so an
+ * output's `"` and `\` double, and an error's control characters take six bytes (\u0001).
+ */
+export function maxRecordLineBytes(bounds: RecordBounds): number {
+  return 2 * bounds.maxOutputBytes + 6 * RECORD_ERROR_CHARS + 4096;
+}
+
+/**
+ * Bytes of records a job may need, in either home: every output at its limit, every log entry (its
+ * control characters escaped), and framing. A home reads no more than this.
+ */
+export function recordsBudget(bounds: RecordBounds): number {
+  return (
+    bounds.inputs * (2 * bounds.maxOutputBytes + 6 * RECORD_ERROR_CHARS + 1024) +
+    6 * bounds.maxLogBytes +
+    bounds.maxLogEntries * 512 +
+    1024 * 1024
+  );
+}

@@ -225,9 +225,10 @@ describe("the container home: what it sends", () => {
       CORDON_NODE: "/usr/local/bin/node",
       CORDON_JOB_FILE: CONTAINER_PATHS.jobFile,
     });
-    // Every output at its limit, the logs and framing (the local host's records budget).
+    // Every output at its limit escaped twice with an error's fields escaped, the logs' control
+    // characters escaped, and framing (the local host's records budget).
     expect(Number(exec?.options?.env?.CORDON_RECORDS_CAP)).toBe(
-      2 * (4_096 + 16 * 1024 * 4 + 1024) + 2 * 2_048 + 10 * 512 + 1024 * 1024,
+      2 * (2 * 4_096 + 6 * (256 + 16 * 1024 * 2) + 1024) + 6 * 2_048 + 10 * 512 + 1024 * 1024,
     );
   });
 

@@ -12,8 +12,9 @@ import {
   type HarnessErrorRecord,
   type LogEntry,
   type LogLevel,
+  type RecordBounds,
 } from "../protocol";
-import { boundedError, boundedOutput, LogBudget, MAX_STACK_CHARS } from "../../untrusted-output";
+import { boundedError, boundedOutput, LogBudget } from "../../untrusted-output";
 import { RESULT_MARKER } from "./job-script";
 /** The result line's JSON besides the three base64 payloads. */
 const RESULT_OVERHEAD_CHARS = 4 * 1024;
@@ -113,26 +114,6 @@ export function streamText(stream: DecodedStream): string {
   const text = new TextDecoder().decode(stream.kept);
   const dropped = stream.total - stream.kept.length;
   return dropped > 0 ? `${text}\n… [truncated: ${dropped} more bytes]` : text;
-}
-
-export interface RecordBounds {
-  inputs: number;
-  maxLogEntries: number;
-  maxLogBytes: number;
-  maxOutputBytes: number;
-}
-
-/**
- * Bytes of records a job may need: every output at its limit, every log entry, and framing (the local
- * host's own budget for its records channel, so both homes bring back the same).
- */
-export function recordsBudget(bounds: RecordBounds): number {
-  return (
-    bounds.inputs * (bounds.maxOutputBytes + MAX_STACK_CHARS * 4 + 1024) +
-    2 * bounds.maxLogBytes +
-    bounds.maxLogEntries * 512 +
-    1024 * 1024
-  );
 }
 
 export interface JobRecords {

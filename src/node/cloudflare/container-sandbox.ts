@@ -20,15 +20,15 @@ import {
   type LimitHit,
   type NodeRunReply,
   type NodeRunReport,
+  recordsBudget,
+  type RecordBounds,
 } from "../protocol";
 import {
   parseContainerOutput,
   parseRecords,
-  recordsBudget,
   streamText,
   type ContainerOutcome,
   type JobRecords,
-  type RecordBounds,
 } from "./container-output";
 import { CONTAINER_PATHS, SETUP_FAILED_STATUS, jobCommand, jobEnvironment, type JobPlan } from "./job-script";
 import type { NodeSandbox } from "../node-sandbox";
