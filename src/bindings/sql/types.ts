@@ -32,6 +32,7 @@ export const ALL_KINDS: ReadonlySet<StatementKind> = new Set<StatementKind>(STAT
 /** Machine-readable reasons for a refusal. README.md has one row per rule, with an example. */
 export const SQL_RULES = [
   "too_long",
+  "too_complex",
   "parse_error",
   "empty_statement",
   "multiple_statements",

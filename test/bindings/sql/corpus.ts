@@ -22,6 +22,11 @@ export const HOSTILE: readonly CorpusEntry[] = [
   ["DROP/**/TABLE users", "statement_kind_not_allowed", READ_ONLY_KINDS],
   [";;SELECT * FROM users;;", "confined"],
   ["", "empty_statement"],
+  // nesting that makes the parser backtrack exponentially (each further "(" doubles its work)
+  ["SELECT " + "(".repeat(24) + "1", "too_complex"],
+  ["SELECT ((((((((((((((((SELECT))))))))))))))))", "too_complex"],
+  ["SELECT 1 IN ((((((((((((SELECT", "too_complex"],
+  ["SELECT * FROM users WHERE ((((((((((((SELECT 1 FROM))))))))))))", "too_complex"],
   ["-- nothing but a comment", "empty_statement"],
   // other tenants' tables
   ["SELECT * FROM users UNION SELECT * FROM t_other__users", "reserved_name"],

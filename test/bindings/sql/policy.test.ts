@@ -217,6 +217,16 @@ describe("limits", () => {
     expect(checkStatement("SELECT * FROM users u", options)).toMatchObject({ ok: false, rule: "too_long" });
   });
 
+  it("checks long ordinary statements within the parser's work budget", () => {
+    const rows = Array.from({ length: 1000 }, (_, i) => `(${i}, 'x${i}', ?)`).join(", ");
+    expect(accepted(`INSERT INTO items (a, b, c) VALUES ${rows}`).kind).toBe("insert");
+    const terms = Array.from({ length: 300 }, (_, i) => `a = ${i}`).join(" OR ");
+    expect(accepted(`SELECT * FROM items WHERE ${terms}`).kind).toBe("select");
+    const nested = "SELECT " + "coalesce(abs(".repeat(15) + "1" + "), 0)".repeat(15);
+    expect(accepted(nested).kind).toBe("select");
+    expect(accepted("SELECT " + "(SELECT ".repeat(20) + "1" + ")".repeat(20)).kind).toBe("select");
+  });
+
   it("refuses, rather than throws, when a statement is too deep to walk", () => {
     expect(check(`SELECT ${Array(30_000).fill("1").join("+")}`)).toMatchObject({ ok: false, rule: "parse_error" });
   });
