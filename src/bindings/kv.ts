@@ -6,7 +6,14 @@
 import { ErrorCode } from "../errors";
 import type { BindingAnswer } from "./protocol";
 
-export const MAX_KEY_CHARS = 512;
+/**
+ * KV takes keys of up to 512 bytes; the tenant's prefix (`t/<tenant id>/`, 39 characters, at most
+ * 64) is part of the stored key, so the job's part is kept to the rest. Keys are ASCII: a character
+ * is a byte.
+ */
+export const MAX_KEY_CHARS = 448;
+/** A TTL past this is not one KV accepts ("Value out of range"): ten years. */
+export const MAX_EXPIRATION_TTL_SECONDS = 10 * 365 * 24 * 60 * 60;
 export const MAX_VALUE_BYTES = 128 * 1024;
 export const MAX_LIST_LIMIT = 100;
 /** Cloudflare KV refuses shorter expirations. */
@@ -14,8 +21,14 @@ export const MIN_EXPIRATION_TTL_SECONDS = 60;
 /** Printable ASCII without spaces; `/` allowed as a separator, checked per segment below. */
 const KEY_CHARS = /^[A-Za-z0-9._~:@!$&'()*+,;=\-/]+$/;
 
+const MAX_PREFIX_CHARS = 512 - MAX_KEY_CHARS;
+
 export function tenantKvPrefix(tenantId: string): string {
-  return `t/${tenantId}/`;
+  const prefix = `t/${tenantId}/`;
+  // A longer tenant id would make the longest allowed key one KV refuses.
+  if (prefix.length > MAX_PREFIX_CHARS)
+    throw new Error(`a tenant's KV prefix is at most ${MAX_PREFIX_CHARS} characters`);
+  return prefix;
 }
 
 /** Why a key is refused, or null when it is fine. */
@@ -47,8 +60,12 @@ export async function kvPut(
   const bytes = new TextEncoder().encode(value).byteLength;
   if (bytes > MAX_VALUE_BYTES)
     return refused(`values are at most ${MAX_VALUE_BYTES} bytes; this one is ${bytes}`, "value_too_large");
-  if (expirationTtl !== undefined && expirationTtl < MIN_EXPIRATION_TTL_SECONDS) {
-    return refused(`expirationTtl is at least ${MIN_EXPIRATION_TTL_SECONDS} seconds`, "invalid_ttl");
+  if (
+    expirationTtl !== undefined &&
+    (expirationTtl < MIN_EXPIRATION_TTL_SECONDS || expirationTtl > MAX_EXPIRATION_TTL_SECONDS)
+  ) {
+    const range = `${MIN_EXPIRATION_TTL_SECONDS} to ${MAX_EXPIRATION_TTL_SECONDS} seconds`;
+    return refused(`expirationTtl is ${range}`, "invalid_ttl");
   }
   await kv.put(prefix + key, value, expirationTtl === undefined ? {} : { expirationTtl });
   return { ok: true, value: null };
@@ -69,6 +86,8 @@ export async function kvList(
   const within = options.prefix ?? "";
   if (within !== "" && !KEY_CHARS.test(within))
     return refused("the list prefix has characters keys cannot have", "invalid_key");
+  if (within.length > MAX_KEY_CHARS)
+    return refused(`a list prefix is at most ${MAX_KEY_CHARS} characters`, "invalid_key");
   const page = await kv.list({
     prefix: prefix + within,
     limit: Math.min(options.limit ?? MAX_LIST_LIMIT, MAX_LIST_LIMIT),

@@ -189,7 +189,10 @@ describe("KV binding", () => {
           () => env.KV.get("line\\nbreak"),
           () => env.KV.get("nul\\u0000"),
           () => env.KV.get(""),
+          () => env.KV.put("k".repeat(449), "v"),
+          () => env.KV.list({ prefix: "p".repeat(2000) }),
           () => env.KV.put("k", "v", { expirationTtl: 10 }),
+          () => env.KV.put("k", "v", { expirationTtl: 1e15 }),
           () => env.KV.put("k", "x".repeat(200 * 1024)),
           () => env.KV.put("k", { not: "a string" }),
         ];
@@ -207,10 +210,24 @@ describe("KV binding", () => {
       "invalid_key",
       "invalid_key",
       "invalid_key",
+      "invalid_key",
+      "invalid_key",
+      "invalid_ttl",
       "invalid_ttl",
       "value_too_large",
       "malformed_call",
     ]);
+  });
+
+  it("stores a key of the longest length it allows", async () => {
+    const { body } = await alice.execute({
+      code: `export default async (_input, { env }) => {
+        const key = "k".repeat(448);
+        await env.KV.put(key, "longest", { expirationTtl: 10 * 365 * 24 * 3600 });
+        return env.KV.get(key);
+      }`,
+    });
+    expect(body.output).toBe("longest");
   });
 
   it("cannot reach another tenant's keys through its prefix", async () => {
