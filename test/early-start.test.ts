@@ -18,7 +18,7 @@ function sessionFor(tenantId: string, admitted: Promise<boolean>): BindingSessio
     tenantId,
     trustLevel: "high",
     maxCalls: 10,
-    db: env.DB,
+    db: env.JOB_DB,
     kv: env.JOB_KV,
     admitted,
   });

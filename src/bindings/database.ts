@@ -34,7 +34,8 @@ export async function runStatement(
   sql: string,
   params: (string | number | boolean | null)[],
 ): Promise<BindingAnswer> {
-  const verdict = checkStatement(sql, scope);
+  // One row past the cap tells the job its answer was cut.
+  const verdict = checkStatement(sql, { ...scope, maxRows: MAX_ROWS + 1 });
   if (!verdict.ok) {
     return {
       ok: false,

@@ -64,7 +64,7 @@ export async function runOnItsHome(
     tenantId,
     trustLevel: prepared.trustLevel,
     maxCalls: prepared.limits.bindingCalls,
-    db: home.env.DB,
+    db: home.env.JOB_DB,
     kv: home.env.JOB_KV,
     ...(admitted ? { admitted } : {}),
   });

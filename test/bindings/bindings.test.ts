@@ -66,6 +66,30 @@ describe("DB binding", () => {
     expect(body.metrics).toMatchObject({ dbQueries: 6, dbRejected: 0, bindingCalls: { db: 6, kv: 0 } });
   });
 
+  it("stops a large query at the row cap inside SQLite, and keeps the job's own LIMIT", async () => {
+    const { body } = await alice.execute({
+      code: `export default async (_input, { env }) => {
+        // 1 000 000 rows from a 100-row CTE joined three ways: SQLite stops at the cap.
+        const joined = await env.DB.query(
+          "WITH a(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM a LIMIT 100) SELECT a.x, b.x, c.x FROM a, a AS b, a AS c");
+        const limited = await env.DB.query("WITH a(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM a LIMIT 100) SELECT x FROM a LIMIT ?", [3]);
+        return { joined: [joined.rowCount, joined.truncated], limited: limited.rows.map((row) => row.x) };
+      }`,
+    });
+    expect(body.output).toEqual({ joined: [1000, true], limited: [1, 2, 3] });
+  });
+
+  it("keeps tenants' tables in their own database, apart from the platform's (JOB_DB, not DB)", async () => {
+    const tables = async (db: D1Database) =>
+      (await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all<{ name: string }>()).results.map(
+        (row) => row.name,
+      );
+    expect(await tables(env.JOB_DB)).toContainEqual(expect.stringMatching(/^t_[a-z0-9]+__secrets$/));
+    const platform = await tables(env.DB);
+    expect(platform).toContain("executions");
+    expect(platform.filter((name) => name.startsWith("t_"))).toEqual([]);
+  });
+
   it("fails the job with SANDBOX_SECURITY_VIOLATION when a refused statement is not caught", async () => {
     const { status, body } = await alice.execute({
       code: "export default async (_input, { env }) => env.DB.query('SELECT * FROM users; DROP TABLE users')",
@@ -259,7 +283,7 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
       tenantId: alice.id,
       trustLevel: "high",
       maxCalls: 10,
-      db: env.DB,
+      db: env.JOB_DB,
       kv: env.JOB_KV,
     });
     const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
@@ -321,7 +345,7 @@ describe("what a job's calls can cost the dispatcher", () => {
       tenantId: alice.id,
       trustLevel: "high",
       maxCalls: bindingCalls,
-      db: env.DB,
+      db: env.JOB_DB,
       kv: env.JOB_KV,
     });
     const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
@@ -364,7 +388,7 @@ describe("what a job's calls can cost the dispatcher", () => {
       tenantId: alice.id,
       trustLevel: "high",
       maxCalls: 10,
-      db: env.DB,
+      db: env.JOB_DB,
       kv: env.JOB_KV,
     });
     const rules = await Promise.all(

@@ -21,7 +21,7 @@ async function run(job: Record<string, unknown>, trustLevel: "high" | "low" = "h
     tenantId: "ten_egress",
     trustLevel,
     maxCalls: 10,
-    db: env.DB,
+    db: env.JOB_DB,
     kv: env.JOB_KV,
   });
   const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);

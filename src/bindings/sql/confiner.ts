@@ -153,6 +153,8 @@ export function schemaQualified(what: string): never {
 export class Confiner {
   /** Logical names of the tables touched, ASCII-lowercased, in order of first use. */
   readonly tables = new Set<string>();
+  /** The CTEs whose bodies are being walked (innermost last), and whether each named itself. */
+  readonly #cteBodies: { name: string; recursive: boolean }[] = [];
 
   constructor(private readonly tenantKey: string) {}
 
@@ -165,7 +167,10 @@ export class Confiner {
   table(name: Identifier, scope: CteScope, options: { cte: boolean; alias: boolean }): Target {
     const lower = asciiLower(name.name);
     const physical = quoteIdentifier(physicalName(this.tenantKey, name.name));
-    if (options.cte && scope.has(name.name)) return { lower, physical };
+    if (options.cte && scope.has(name.name)) {
+      for (const body of this.#cteBodies) if (body.name === lower) body.recursive = true;
+      return { lower, physical };
+    }
     checkLogicalName(name.name, "table");
     this.tables.add(lower);
     name.text = options.alias ? `${physical} AS ${quoteIdentifier(name.name)}` : physical;
@@ -267,7 +272,11 @@ export class Confiner {
       if (cte.columns) this.expr(cte.columns, { scope });
       const body = cte.expr.expr;
       if (!isQuery(body)) refuse("unsupported_syntax", "a CTE must be a SELECT");
+      const walked = { name: asciiLower(cte.table.name), recursive: false };
+      this.#cteBodies.push(walked);
       this.query(body, scope);
+      this.#cteBodies.pop();
+      if (walked.recursive) requireBoundedRecursion(body);
     }
     return scope;
   }
@@ -390,5 +399,29 @@ export class Confiner {
     if (node.table.type !== "identifier") refuse("unsupported_syntax", "REFERENCES target");
     this.table(node.table, context.scope, { cte: false, alias: false });
     for (const child of childNodes(node)) if (child !== node.table) this.expr(child, context);
+  }
+}
+
+/** Rows a recursive CTE may produce: its LIMIT, which SQLite stops the recursion at. */
+export const MAX_RECURSIVE_ROWS = 10_000;
+
+/**
+ * A recursive CTE (SQLite needs no RECURSIVE keyword: a CTE that names itself is one) must end with
+ * `LIMIT n`, a number up to MAX_RECURSIVE_ROWS. Unbounded, `SELECT 1 UNION ALL SELECT x + 1 FROM c`
+ * runs until D1's 30 s limit, one query at a time per database, with no table needed: the cheapest
+ * way for a read-only job to stall every tenant's queries (locally, the whole runtime).
+ */
+function requireBoundedRecursion(body: Query): void {
+  let last: Node = body;
+  while (last.type === "compound_select_stmt") last = last.right;
+  const limit = last.type === "select_stmt" ? last.clauses.find((clause) => clause.type === "limit_clause") : undefined;
+  const count = limit?.type === "limit_clause" ? limit.count : undefined;
+  const bounded =
+    body.type === "compound_select_stmt" &&
+    count?.type === "number_literal" &&
+    Number.isInteger(count.value) &&
+    count.value <= MAX_RECURSIVE_ROWS;
+  if (!bounded) {
+    refuse("unbounded_recursion", `a recursive CTE must end with LIMIT n, a number up to ${MAX_RECURSIVE_ROWS}`);
   }
 }

@@ -12,6 +12,7 @@ import { confineDelete, confineInsert, confineUpdate } from "./dml";
 import { assertTenantKey } from "./names";
 import { parseSql } from "./parse";
 import { refuse, SqlRefusal } from "./refusal";
+import { capRows } from "./row-cap";
 import { CteScope } from "./scope";
 import { singleStatement, statementKind } from "./statements";
 import { normalizeTokens } from "./tokens";
@@ -46,6 +47,12 @@ function confine(sql: string, options: CheckOptions): SqlVerdict {
   normalizeTokens(statement);
   const confiner = new Confiner(options.tenantKey);
   confineByKind(confiner, statement);
+  if (
+    options.maxRows !== undefined &&
+    (statement.type === "select_stmt" || statement.type === "compound_select_stmt")
+  ) {
+    capRows(statement, options.maxRows);
+  }
   return { ok: true, sql: show(statement).trim(), kind, tables: [...confiner.tables] };
 }
 

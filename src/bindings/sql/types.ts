@@ -48,6 +48,7 @@ export const SQL_RULES = [
   "invalid_name",
   "cross_namespace",
   "unsupported_syntax",
+  "unbounded_recursion",
 ] as const;
 export type SqlRule = (typeof SQL_RULES)[number];
 
@@ -60,6 +61,8 @@ export interface CheckOptions {
    * check costs about 1 ms of CPU per typical statement and up to ~0.5 s at 100 000 characters.
    */
   maxLength?: number;
+  /** A query (SELECT, VALUES, compound) returns at most this many rows: a LIMIT SQLite applies (row-cap.ts). */
+  maxRows?: number;
 }
 
 export type SqlVerdict =

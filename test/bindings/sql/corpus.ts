@@ -22,6 +22,11 @@ export const HOSTILE: readonly CorpusEntry[] = [
   ["DROP/**/TABLE users", "statement_kind_not_allowed", READ_ONLY_KINDS],
   [";;SELECT * FROM users;;", "confined"],
   ["", "empty_statement"],
+  // recursion without a bound: rows from nothing, until D1's 30 s limit
+  ["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c", "unbounded_recursion"],
+  ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c", "unbounded_recursion"],
+  ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1e9) SELECT count(*) FROM c", "unbounded_recursion"],
+  ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 50) SELECT count(*) FROM c", "confined"],
   // nesting that makes the parser backtrack exponentially (each further "(" doubles its work)
   ["SELECT " + "(".repeat(24) + "1", "too_complex"],
   ["SELECT ((((((((((((((((SELECT))))))))))))))))", "too_complex"],

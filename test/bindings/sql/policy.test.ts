@@ -63,7 +63,8 @@ describe("SELECT is rewritten to the tenant's tables", () => {
       'WITH x AS (SELECT 1) SELECT * FROM "t_acme__y" AS "y" UNION ALL SELECT * FROM x',
     );
     expect(
-      accepted("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 5) SELECT n FROM c").tables,
+      accepted("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 5 LIMIT 5) SELECT n FROM c")
+        .tables,
     ).toEqual([]);
     expect(accepted("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a").tables).toEqual([]);
     // The inner WITH ends with its subquery: the outer `x` is the tenant's table.
@@ -71,6 +72,43 @@ describe("SELECT is rewritten to the tenant's tables", () => {
       'SELECT * FROM (WITH x AS (SELECT 1) SELECT * FROM x), "t_acme__x" AS "x"',
     );
     expect(accepted("WITH ids AS (SELECT 1) SELECT * FROM users WHERE id IN ids").tables).toEqual(["users"]);
+  });
+
+  it("bounds a recursive CTE: it must end with LIMIT n, n a number up to 10 000", () => {
+    const recursive = (limit: string, keyword = "RECURSIVE ") =>
+      check(`WITH ${keyword}c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c${limit}) SELECT count(*) FROM c`);
+    expect(recursive(" LIMIT 10000")).toMatchObject({ ok: true });
+    // SQLite needs no RECURSIVE keyword: a CTE that names itself is recursive.
+    for (const [limit, keyword] of [
+      ["", "RECURSIVE "],
+      ["", ""],
+      [" LIMIT 10001", ""],
+      [" LIMIT ?", ""],
+      [" LIMIT -1", ""],
+    ]) {
+      expect(recursive(limit!, keyword)).toMatchObject({ ok: false, rule: "unbounded_recursion" });
+    }
+    // A LIMIT on the outer query does not stop the recursion inside.
+    expect(check("WITH c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c LIMIT 5")).toMatchObject({
+      ok: false,
+      rule: "unbounded_recursion",
+    });
+  });
+
+  it("caps a query's rows with a LIMIT SQLite applies, keeping the job's own LIMIT within it", () => {
+    const capped = (sql: string) => {
+      const verdict = checkStatement(sql, { tenantKey: TENANT, allowedKinds: ALL_KINDS, maxRows: 1001 });
+      if (!verdict.ok) throw new Error(verdict.message);
+      return verdict.sql;
+    };
+    expect(capped("SELECT * FROM users")).toBe('SELECT * FROM "t_acme__users" AS "users" LIMIT 1001');
+    expect(capped("SELECT 1 UNION ALL VALUES (2)")).toBe("SELECT 1 UNION ALL VALUES (2) LIMIT 1001");
+    const bounded = "(SELECT CASE WHEN v < 0 OR v > 1001 THEN 1001 ELSE v END FROM (SELECT (?) AS v))";
+    expect(capped("SELECT * FROM users ORDER BY id LIMIT ? OFFSET 5")).toBe(
+      `SELECT * FROM "t_acme__users" AS "users" ORDER BY id LIMIT ${bounded} OFFSET 5`,
+    );
+    // Writes are left alone.
+    expect(capped("DELETE FROM users")).toBe('DELETE FROM "t_acme__users" AS "users"');
   });
 
   it("renames the table after IN, index hints, and tables inside table-valued functions' arguments", () => {
