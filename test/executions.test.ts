@@ -225,6 +225,13 @@ describe("network", () => {
     expect(body.metrics?.networkBlocked).toBe(1);
   });
 
+  it("blocks a WebSocket and names the host, even when the job catches the error", async () => {
+    const { body } = await execute({
+      code: "export default async function () { try { new WebSocket('wss://chat.example.com/room') } catch {} return 'swallowed' }",
+    });
+    expect(body.error).toMatchObject({ code: "SANDBOX_NETWORK_BLOCKED", host: "chat.example.com", via: "websocket" });
+  });
+
   it("blocks connect() from cloudflare:sockets and names the host", async () => {
     const { body } = await execute({
       code: "import { connect } from 'cloudflare:sockets'; export default async function () { connect('db.internal:5432') }",

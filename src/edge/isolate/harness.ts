@@ -139,6 +139,12 @@ function trapNetwork() {
   globalThis.fetch = async (input) => {
     throw blockNetwork(hostOf(input), "fetch");
   };
+  // The runtime refuses it too, but with its own error, which names no host and records nothing.
+  globalThis.WebSocket = class WebSocket {
+    constructor(url) {
+      throw blockNetwork(hostOf(url), "websocket");
+    }
+  };
 }
 
 /**
