@@ -10,7 +10,7 @@ import type { SandboxServiceApi } from "../src/rpc/sandbox-service";
 import { MAX_JSON_DEPTH } from "../src/json-depth";
 import { hashKey } from "../src/tenants/keys";
 import { createTenant as createTenantRow, insertKey } from "../src/tenants/store";
-import { createTenant, type TestTenant } from "./helpers";
+import { call, createTenant, type TestTenant } from "./helpers";
 
 /** The key the example client is configured with (vitest.config.ts), provisioned here out of band. */
 const EXAMPLE_CLIENT_KEY = "ck_exampleclnt0_examplekeyexamplekeyexamplekey00";
@@ -122,6 +122,47 @@ describe("SandboxService methods", () => {
         ok: false,
         error: { code: "VALIDATION_ERROR", issues: [{ code: "shared_object" }] },
       });
+    }
+  });
+
+  it("reads arguments as the JSON body they stand for: holes and undefined as JSON writes them, size as HTTPS bounds it", async () => {
+    // A sparse array is a few bytes to send; zod used to build an issue per hole (10^5 of them
+    // exhausted the dispatcher's heap). As JSON it is 10^5 nulls, a valid input.
+    const own = await createTenant();
+    const sparse = await service.execute(own.key, {
+      runtime: "edge",
+      code: "export default (input) => [input.length, input[0]]",
+      input: new Array(100_000) as never,
+    });
+    expect(sparse).toMatchObject({ ok: true, value: { output: [100_000, null] } });
+
+    for (const method of ["execute", "submit"] as const) {
+      const large = await service[method](own.key, {
+        runtime: "edge",
+        code: "export default () => 1",
+        input: "x".repeat(2 * 1024 * 1024),
+      });
+      expect(large).toMatchObject({ ok: false, error: { code: "PAYLOAD_TOO_LARGE" } });
+    }
+  });
+
+  it("refuses a __proto__ key, which every object built from the input would drop, over RPC and HTTPS", async () => {
+    const input = JSON.parse('{"__proto__": {"admin": true}, "b": 2}') as Record<string, unknown>;
+    const reply = await service.execute(tenant.key, {
+      runtime: "edge",
+      code: "export default (i) => i",
+      input: input as never,
+    });
+    expect(reply).toMatchObject({ ok: false, error: { code: "VALIDATION_ERROR", issues: [{ code: "reserved_key" }] } });
+    // Over HTTPS, spelled out or with an escape JSON.parse decodes into the same key.
+    for (const spelled of ['"__proto__"', '"\\u005f_proto__"']) {
+      const { status, body } = await call("/v1/executions", {
+        method: "POST",
+        key: tenant.key,
+        headers: { "content-type": "application/json" },
+        body: `{"runtime":"edge","code":"export default (i) => i","metadata":{${spelled}:"x","m":"1"}}`,
+      });
+      expect([status, body.error?.code]).toEqual([422, "VALIDATION_ERROR"]);
     }
   });
 

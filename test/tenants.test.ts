@@ -1,9 +1,11 @@
 /** The front door: API keys, tenant scoping, trust levels, rate limits, validation, history. */
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import readme from "../README.md?raw";
 import { CordonError } from "../src/errors";
 import { effectiveTrustLevel } from "../src/policy/admission";
 import { renderTrustTable } from "../src/policy/trust-table";
+import { historyStatement } from "../src/store/executions";
 import { admin, call, createTenant, postJson } from "./helpers";
 
 const TRIVIAL = "export default async () => 1";
@@ -214,6 +216,18 @@ describe("execution history", () => {
     expect((failed.body.executions as { id: string }[]).map((entry) => entry.id)).toEqual([ids[2]]);
     expect((await tenant.get("/v1/executions?limit=500")).status).toBe(422);
     expect((await tenant.get("/v1/executions?cursor=%%%")).status).toBe(422);
+  });
+
+  it("reads a filtered page through an index on the filter, not the tenant's whole history", async () => {
+    for (const filter of [{ status: "failed" }, { runtime: "node" }] as const) {
+      const { sql, bindings } = historyStatement("ten_x", { limit: 20, ...filter });
+      const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+        .bind(...bindings)
+        .all<{ detail: string }>();
+      const details = plan.results.map((row) => row.detail).join("; ");
+      expect(details).toMatch(new RegExp(`USING INDEX executions_by_tenant_${Object.keys(filter)[0]}`));
+      expect(details).not.toMatch(/TEMP B-TREE/);
+    }
   });
 
   it("bounds caller metadata", async () => {

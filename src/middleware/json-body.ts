@@ -19,19 +19,39 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
     );
   }
   const text = await readBounded(request, MAX_BODY_BYTES);
-  if (jsonNestsDeeperThan(text)) throw nestsTooDeep("the request body");
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new CordonError(
-      ErrorCode.INVALID_JSON,
-      `the body is not valid JSON: ${error instanceof Error ? error.message : ""}`,
-    );
-  }
-  const parsed = schema.safeParse(value);
+  const parsed = schema.safeParse(parseJsonText(text, "the request body"));
   if (!parsed.success) throw validationError("the request body does not match the schema", parsed.error);
   return parsed.data;
+}
+
+/**
+ * JSON text as every way in reads it (a body, RPC arguments once stringified): nesting bounded before
+ * anything recursive sees it (422), parsed (400), and without a `__proto__` key (422), which JSON.parse
+ * keeps as a plain key but every object zod builds from it would drop silently: the job, its stored
+ * metadata and the test judge would see other values than the caller sent.
+ */
+export function parseJsonText(text: string, subject: string): unknown {
+  if (jsonNestsDeeperThan(text)) throw nestsTooDeep(subject);
+  // The key can only be spelled literally or with a \u escape; the reviver costs every value a call.
+  const reviver = text.includes("__proto__") || text.includes("\\u") ? refuseProtoKey : undefined;
+  try {
+    return JSON.parse(text, reviver);
+  } catch (error) {
+    if (error instanceof CordonError) throw error;
+    throw new CordonError(
+      ErrorCode.INVALID_JSON,
+      `${subject} is not valid JSON: ${error instanceof Error ? error.message : ""}`,
+    );
+  }
+}
+
+function refuseProtoKey(key: string, value: unknown): unknown {
+  if (key === "__proto__") {
+    throw new CordonError(ErrorCode.VALIDATION_ERROR, "the key __proto__ is not accepted", {
+      issues: [{ path: "", message: "no object may have a key named __proto__", code: "reserved_key" }],
+    });
+  }
+  return value;
 }
 
 async function readBounded(request: Request, maxBytes: number): Promise<string> {

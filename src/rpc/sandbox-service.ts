@@ -11,10 +11,12 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "zod";
 import { CordonError, ErrorCode, type ErrorBody } from "../errors";
 import { valueShapeProblem } from "../json-depth";
+import { parseJsonText } from "../middleware/json-body";
 import { holdsSharedObject, nestsTooDeep, validationError } from "../middleware/query";
 import {
   ExecutionRequest,
   ListQuery,
+  MAX_BODY_BYTES,
   ValidateRequest,
   WaitQuery,
   type ExecutionProgress,
@@ -140,12 +142,33 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
   }
 }
 
+/**
+ * RPC arguments read as the JSON body they stand for: a structured clone can carry what JSON cannot
+ * (cycles, shared objects, holes, `undefined`, any size up to the runtime's 32 MiB), and zod builds
+ * an issue per element it rejects (a sparse array of 10^5 holes, a few bytes to send, exhausted the
+ * dispatcher's heap). So the arguments are checked for shape, written as JSON text, held to the HTTPS
+ * body's limit, and parsed back like a body.
+ */
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
-  // What a request body could not be, refused before zod (and everything after it) walks it.
   const problem = valueShapeProblem(value);
   if (problem === "too_deep") throw nestsTooDeep("the arguments");
   if (problem === "shared") throw holdsSharedObject("the arguments");
-  const parsed = schema.safeParse(value);
+  let text: string;
+  try {
+    text = JSON.stringify(value ?? {});
+  } catch (error) {
+    throw new CordonError(ErrorCode.VALIDATION_ERROR, `the arguments are not JSON: ${String(error)}`);
+  }
+  if (text.length > MAX_BODY_BYTES || new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) {
+    throw new CordonError(
+      ErrorCode.PAYLOAD_TOO_LARGE,
+      `the arguments are larger than ${MAX_BODY_BYTES} bytes of JSON`,
+      {
+        maxBytes: MAX_BODY_BYTES,
+      },
+    );
+  }
+  const parsed = schema.safeParse(parseJsonText(text, "the arguments"));
   if (!parsed.success) throw validationError("the arguments do not match the schema", parsed.error);
   return parsed.data;
 }

@@ -23,7 +23,7 @@ import {
   type ExecutionPage,
 } from "../store/executions";
 import type { Caller } from "../tenants/authenticate";
-import { admitExecution, ledgerOf, type RateInfo } from "./admission";
+import { admitExecution, ledgerOf, releaseLease, type RateInfo } from "./admission";
 import { mayStartEarly } from "./early-start";
 
 /** A request's bindings, loopback exports and lifetime (where its synchronous jobs run), and its caller. */
@@ -120,7 +120,13 @@ export async function submit(
     executionId: ticket.prepared.executionId,
     timeoutMs: ticket.prepared.limits.timeoutMs,
   });
-  return { progress: await trackerOf(context.env, ticket.prepared.executionId).submit(ticket), rate };
+  try {
+    return { progress: await trackerOf(context.env, ticket.prepared.executionId).submit(ticket), rate };
+  } catch (error) {
+    // The job never started: its concurrency slot is freed now, not when its lease expires.
+    await releaseLease(context.env, ticket.tenantId, ticket.prepared.executionId);
+    throw error;
+  }
 }
 
 export async function getExecution(context: ServiceContext, id: string): Promise<ExecutionResult | ExecutionProgress> {

@@ -83,7 +83,8 @@ export interface ExecutionPage {
   nextCursor: string | null;
 }
 
-export async function listExecutions(db: D1Database, tenantId: string, query: ListQuery): Promise<ExecutionPage> {
+/** The statement of one page of a tenant's history (newest first, after the cursor, filtered). */
+export function historyStatement(tenantId: string, query: ListQuery): { sql: string; bindings: (string | number)[] } {
   const clauses = ["tenant_id = ?"];
   const bindings: (string | number)[] = [tenantId];
   if (query.status) {
@@ -102,11 +103,17 @@ export async function listExecutions(db: D1Database, tenantId: string, query: Li
     clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
     bindings.push(after.createdAt, after.createdAt, after.id);
   }
+  return {
+    sql: `SELECT result_json FROM executions WHERE ${clauses.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
+    bindings: [...bindings, query.limit + 1],
+  };
+}
+
+export async function listExecutions(db: D1Database, tenantId: string, query: ListQuery): Promise<ExecutionPage> {
+  const { sql, bindings } = historyStatement(tenantId, query);
   const { results } = await db
-    .prepare(
-      `SELECT result_json FROM executions WHERE ${clauses.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
-    )
-    .bind(...bindings, query.limit + 1)
+    .prepare(sql)
+    .bind(...bindings)
     .all<{ result_json: string }>();
   const page = results.slice(0, query.limit).map((row) => summarise(readStoredResult(row.result_json)));
   const last = page.at(-1);
