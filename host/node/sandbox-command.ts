@@ -16,7 +16,7 @@
  */
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import { PACKAGES_MOUNT } from "./protocol.ts";
+import { JOB_NODE_FLAGS, PACKAGES_MOUNT } from "./protocol.ts";
 
 export const SANDBOX_NODE = "/opt/node/bin/node";
 export const SANDBOX_HARNESS = "/opt/cordon/harness.mjs";
@@ -197,10 +197,8 @@ export function sandboxCommand(plan: SandboxPlan): SandboxCommand {
     ...["--args", String(ARGS_FD)],
     "--",
     SANDBOX_NODE,
-    // Fixed pool sizes keep a Node process's thread count, and so the pids budget, predictable.
-    "--v8-pool-size=4",
     `--max-old-space-size=${plan.heapMb}`,
-    "--no-addons",
+    ...JOB_NODE_FLAGS,
     SANDBOX_HARNESS,
   ];
   return {

@@ -217,10 +217,20 @@ describe("node jobs: console and output streams", () => {
          Object.defineProperty(Object.prototype, "toJSON", { configurable: true,
            value() { return this.t === "call" ? { ...this, outputJson: "666" } : this } });
          console.log("a log");
-         return { leaked: seen.some((text) => text.includes('"t":')), execve: typeof process.execve };
+         // The inspector would reach what the harness keeps from the job (the nonce, process.execve).
+         const refused = (open) => { try { open(); return "opened" } catch (error) { return error.code } };
+         const inspector = [
+           refused(() => new (require("node:inspector").Session)().connect()),
+           refused(() => process.binding("inspector")),
+         ];
+         return { leaked: seen.some((text) => text.includes('"t":')), execve: typeof process.execve, inspector };
        }`,
     );
-    expect(output(report)).toEqual({ leaked: false, execve: "undefined" });
+    expect(output(report)).toEqual({
+      leaked: false,
+      execve: "undefined",
+      inspector: ["ERR_ACCESS_DENIED", "ERR_ACCESS_DENIED"],
+    });
     expect(report.logs.map((entry) => entry.message)).toEqual(["a log"]);
   });
 

@@ -359,3 +359,26 @@ export function recordsBudget(bounds: RecordBounds): number {
     1024 * 1024
   );
 }
+
+/**
+ * How both homes start Node for a job, after `--max-old-space-size`. Fixed pool sizes keep a Node
+ * process's thread count, and so the pids budget, predictable. `--no-addons` refuses native addons
+ * and `process.dlopen`. The permission model is on only to refuse the inspector: through
+ * `node:inspector` (or `process.binding("inspector")`) a job could walk the heap to functions and
+ * objects the harness keeps from it, such as `process.execve` (which replaces the process without
+ * forking, so the pids limit never sees the native code it runs) and the records' nonce. Everything
+ * else stays as without it: files (the sandbox's mounts decide), child processes and worker threads
+ * (the pids limit decides), WASI; the flags' own warnings are silenced (they would land in the job's
+ * stderr).
+ */
+export const JOB_NODE_FLAGS: readonly string[] = [
+  "--v8-pool-size=4",
+  "--no-addons",
+  "--permission",
+  "--allow-fs-read=*",
+  "--allow-fs-write=*",
+  "--allow-child-process",
+  "--allow-worker",
+  "--allow-wasi",
+  "--disable-warning=SecurityWarning",
+];

@@ -416,12 +416,18 @@ function requireBoundedRecursion(body: Query): void {
   while (last.type === "compound_select_stmt") last = last.right;
   const limit = last.type === "select_stmt" ? last.clauses.find((clause) => clause.type === "limit_clause") : undefined;
   const count = limit?.type === "limit_clause" ? limit.count : undefined;
-  const bounded =
-    body.type === "compound_select_stmt" &&
-    count?.type === "number_literal" &&
-    Number.isInteger(count.value) &&
-    count.value <= MAX_RECURSIVE_ROWS;
-  if (!bounded) {
-    refuse("unbounded_recursion", `a recursive CTE must end with LIMIT n, a number up to ${MAX_RECURSIVE_ROWS}`);
+  // SQLite recurses through the skipped rows too: an OFFSET counts against the bound.
+  const offset = limit?.type === "limit_clause" ? limit.offset : undefined;
+  const rows = literalCount(count) + (offset === undefined ? 0 : literalCount(offset));
+  if (body.type !== "compound_select_stmt" || !(rows <= MAX_RECURSIVE_ROWS)) {
+    refuse(
+      "unbounded_recursion",
+      `a recursive CTE must end with LIMIT n (and OFFSET m, if any), numbers with n + m up to ${MAX_RECURSIVE_ROWS}`,
+    );
   }
+}
+
+/** A non-negative integer literal's value; NaN for anything else (no bound). */
+function literalCount(node: Node | undefined): number {
+  return node?.type === "number_literal" && Number.isInteger(node.value) && node.value >= 0 ? node.value : NaN;
 }

@@ -8,9 +8,24 @@ import type { Confiner, Target } from "./confiner";
 import { refuse } from "./refusal";
 import { CteScope } from "./scope";
 
+/**
+ * RETURNING answers with every row the statement wrote, and D1 hands the answer over whole, before
+ * any row cap applies (row-cap.ts caps queries only). Only an INSERT of VALUES (or DEFAULT VALUES)
+ * writes as many rows as its text lists; any other statement could return a whole table.
+ */
+function refuseUnboundedReturning(statement: string): never {
+  return refuse(
+    "unbounded_returning",
+    `RETURNING is allowed on INSERT … VALUES only; ${statement} could return every row of a table (SELECT them instead)`,
+  );
+}
+
 export function confineInsert(confiner: Confiner, statement: InsertStmt): void {
   let scope = CteScope.EMPTY;
   let target: Target | undefined;
+  const fromQuery = statement.clauses.some(
+    (clause) => clause.type === "select_stmt" || clause.type === "compound_select_stmt",
+  );
   for (const [position, clause] of statement.clauses.entries()) {
     switch (clause.type) {
       case "with_clause":
@@ -24,6 +39,7 @@ export function confineInsert(confiner: Confiner, statement: InsertStmt): void {
         confiner.query(clause, scope);
         break;
       case "returning_clause":
+        if (fromQuery) refuseUnboundedReturning("INSERT … SELECT");
         confiner.expr(clause, { scope, returning: target });
         break;
       default:
@@ -54,8 +70,7 @@ export function confineUpdate(confiner: Confiner, statement: UpdateStmt): void {
         confiner.tableExpr(clause.expr, scope);
         break;
       case "returning_clause":
-        confiner.expr(clause, { scope, returning: target });
-        break;
+        return refuseUnboundedReturning("UPDATE");
       default:
         confiner.expr(clause, { scope });
     }
@@ -75,8 +90,7 @@ export function confineDelete(confiner: Confiner, statement: DeleteStmt): void {
         target = confiner.target(onlyItem(clause.tables.items, "DELETE"), scope);
         break;
       case "returning_clause":
-        confiner.expr(clause, { scope, returning: target });
-        break;
+        return refuseUnboundedReturning("DELETE");
       case "from_clause":
         // DELETE … USING / a second FROM belong to other dialects.
         return refuse("unsupported_syntax", "DELETE takes a single table");

@@ -49,6 +49,7 @@ export const SQL_RULES = [
   "cross_namespace",
   "unsupported_syntax",
   "unbounded_recursion",
+  "unbounded_returning",
 ] as const;
 export type SqlRule = (typeof SQL_RULES)[number];
 

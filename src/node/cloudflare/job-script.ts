@@ -19,7 +19,7 @@
  *         setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs --
  *           prlimit --nofile --fsize --cpu --core=0 --nproc --
  *             env -i PATH=… HOME=/workspace TZ=UTC LANG=C.UTF-8 UV_THREADPOOL_SIZE=4
- *               node --v8-pool-size=4 --max-old-space-size=<memoryMb> --no-addons harness.mjs
+ *               node --max-old-space-size=<memoryMb> <JOB_NODE_FLAGS> harness.mjs
  *
  * Every value comes in through the exec's environment (CORDON_*), never spliced into the script, so the
  * command is a constant string. No single quote may appear in SCRIPT (it is single-quoted for the SDK's
@@ -30,6 +30,8 @@
  * limit the guard stopped. The records, stdout and stderr travel base64-encoded and are parsed by the
  * adapter as untrusted input.
  */
+
+import { JOB_NODE_FLAGS } from "../protocol";
 
 /** Paths inside the container image (see container/Dockerfile). */
 export const CONTAINER_PATHS = {
@@ -124,7 +126,7 @@ set -- "$@" setpriv "--reuid=${JOB_UID}" "--regid=${JOB_UID}" --clear-groups --n
   prlimit "--nofile=$CORDON_NOFILE:$CORDON_NOFILE" "--fsize=$CORDON_FSIZE:$CORDON_FSIZE" \
   "--cpu=$CORDON_CPU:$((CORDON_CPU + 1))" --core=0:0 "--nproc=$CORDON_NPROC:$CORDON_NPROC" -- \
   env -i PATH=/usr/local/bin:/usr/bin:/bin "HOME=$CORDON_WORKSPACE" TZ=UTC LANG=C.UTF-8 UV_THREADPOOL_SIZE=4 \
-  "$CORDON_NODE" --v8-pool-size=4 "--max-old-space-size=$CORDON_HEAP_MB" --no-addons "$CORDON_HARNESS"
+  "$CORDON_NODE" "--max-old-space-size=$CORDON_HEAP_MB" ${JOB_NODE_FLAGS.map((flag) => `"${flag}"`).join(" ")} "$CORDON_HARNESS"
 
 oom_kills() {
   local key value

@@ -27,6 +27,20 @@ export const HOSTILE: readonly CorpusEntry[] = [
   ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c", "unbounded_recursion"],
   ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1e9) SELECT count(*) FROM c", "unbounded_recursion"],
   ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 50) SELECT count(*) FROM c", "confined"],
+  // SQLite recurses through skipped rows too
+  [
+    "WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1 OFFSET 30000000) SELECT x FROM c",
+    "unbounded_recursion",
+  ],
+  ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000000, 1) SELECT x FROM c", "unbounded_recursion"],
+  ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10 OFFSET 5) SELECT x FROM c", "confined"],
+  // RETURNING whose rows are not bounded by the statement's text
+  ["UPDATE users SET name = name RETURNING *", "unbounded_returning"],
+  ["INSERT INTO users (id) SELECT x FROM (SELECT 1 AS x) RETURNING id", "unbounded_returning"],
+  // separators the parser reads for free, on every backtrack
+  ["SELECT 1 IN " + "(".repeat(12) + " ".repeat(90_000) + " SELECT", "too_complex"],
+  ["SELECT 1 IN " + "(".repeat(14) + "/*" + "a".repeat(90_000) + "*/ SELECT", "too_complex"],
+  ["SELECT 1 /* never closed " + "a".repeat(1000), "parse_error"],
   // nesting that makes the parser backtrack exponentially (each further "(" doubles its work)
   ["SELECT " + "(".repeat(24) + "1", "too_complex"],
   ["SELECT ((((((((((((((((SELECT))))))))))))))))", "too_complex"],

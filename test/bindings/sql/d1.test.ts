@@ -81,13 +81,13 @@ describe("a tenant's session on D1", () => {
       { name: "bob", spent: 7 },
     ]);
 
-    const updated = await run(
+    await run(
       "UPDATE users SET v = o.total FROM (SELECT uid, max(total) AS total FROM orders GROUP BY uid) AS o " +
-        "WHERE o.uid = users.id RETURNING users.name, v",
+        "WHERE o.uid = users.id",
     );
-    expect(updated).toHaveLength(2);
+    expect(await run("SELECT name, v FROM users WHERE v IS NOT NULL ORDER BY name")).toHaveLength(2);
 
-    expect(await run("DELETE FROM orders WHERE uid = ? RETURNING total", [2])).toEqual([{ total: 7 }]);
+    await run("DELETE FROM orders WHERE uid = ?", [2]);
     await run("ALTER TABLE orders RENAME TO purchases");
     expect(await run("SELECT count(*) AS n FROM purchases")).toEqual([{ n: 2 }]);
     await run("DROP INDEX orders_by_uid");

@@ -165,23 +165,31 @@ describe("writes are rewritten when allowed", () => {
     expect(verdict.kind).toBe("insert");
   });
 
-  it("UPDATE with FROM and RETURNING", () => {
-    const verdict = accepted(
-      "UPDATE users SET score = s.total FROM scores AS s WHERE s.uid = users.id RETURNING users.id, score",
-    );
+  it("UPDATE with FROM", () => {
+    const verdict = accepted("UPDATE users SET score = s.total FROM scores AS s WHERE s.uid = users.id");
     expect(verdict).toEqual({
       ok: true,
       kind: "update",
       tables: ["users", "scores"],
       sql:
-        'UPDATE "t_acme__users" AS "users" SET score = s.total FROM "t_acme__scores" AS s ' +
-        'WHERE s.uid = users.id RETURNING "t_acme__users".id, score',
+        'UPDATE "t_acme__users" AS "users" SET score = s.total FROM "t_acme__scores" AS s ' + "WHERE s.uid = users.id",
     });
   });
 
+  it("RETURNING only where the rows it returns are as many as the statement lists (INSERT … VALUES)", () => {
+    for (const sql of [
+      "UPDATE users SET score = 1 RETURNING id",
+      "DELETE FROM sessions RETURNING *",
+      "INSERT INTO archive (id) SELECT id FROM users RETURNING id",
+    ]) {
+      expect(refusedWith(sql)).toBe("unbounded_returning");
+    }
+    expect(accepted("INSERT INTO users DEFAULT VALUES RETURNING id").kind).toBe("insert");
+  });
+
   it("DELETE with a subquery", () => {
-    expect(accepted("DELETE FROM sessions WHERE uid IN (SELECT id FROM users WHERE banned) RETURNING *").sql).toBe(
-      'DELETE FROM "t_acme__sessions" AS "sessions" WHERE uid IN (SELECT id FROM "t_acme__users" AS "users" WHERE banned) RETURNING *',
+    expect(accepted("DELETE FROM sessions WHERE uid IN (SELECT id FROM users WHERE banned)").sql).toBe(
+      'DELETE FROM "t_acme__sessions" AS "sessions" WHERE uid IN (SELECT id FROM "t_acme__users" AS "users" WHERE banned)',
     );
   });
 
