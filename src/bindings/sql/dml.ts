@@ -1,7 +1,8 @@
 /**
  * INSERT, UPDATE and DELETE: the target is always a real table (SQLite never resolves a statement
- * target to a CTE), the rest is queries and expressions. RETURNING gets the target passed along,
- * because SQLite resolves `target.column` there by the real table name, not by its alias.
+ * target to a CTE), the rest is queries and expressions. RETURNING (on INSERT … VALUES only) gets
+ * the target passed along, because SQLite resolves `target.column` there by the real table name, not
+ * by its alias.
  */
 import type { DeleteStmt, InsertClause, InsertStmt, Node, UpdateStmt } from "sql-parser-cst";
 import type { Confiner, Target } from "./confiner";
@@ -56,7 +57,6 @@ function insertTarget(confiner: Confiner, clause: InsertClause, scope: CteScope)
 
 export function confineUpdate(confiner: Confiner, statement: UpdateStmt): void {
   let scope = CteScope.EMPTY;
-  let target: Target | undefined;
   for (const [position, clause] of statement.clauses.entries()) {
     switch (clause.type) {
       case "with_clause":
@@ -64,7 +64,7 @@ export function confineUpdate(confiner: Confiner, statement: UpdateStmt): void {
         break;
       case "update_clause":
         if (clause.modifiers.length > 0) refuse("unsupported_syntax", "UPDATE modifiers");
-        target = confiner.target(onlyItem(clause.tables.items, "UPDATE"), scope);
+        confiner.target(onlyItem(clause.tables.items, "UPDATE"), scope);
         break;
       case "from_clause":
         confiner.tableExpr(clause.expr, scope);
@@ -79,7 +79,6 @@ export function confineUpdate(confiner: Confiner, statement: UpdateStmt): void {
 
 export function confineDelete(confiner: Confiner, statement: DeleteStmt): void {
   let scope = CteScope.EMPTY;
-  let target: Target | undefined;
   for (const [position, clause] of statement.clauses.entries()) {
     switch (clause.type) {
       case "with_clause":
@@ -87,7 +86,7 @@ export function confineDelete(confiner: Confiner, statement: DeleteStmt): void {
         break;
       case "delete_clause":
         if (clause.modifiers.length > 0) refuse("unsupported_syntax", "DELETE modifiers");
-        target = confiner.target(onlyItem(clause.tables.items, "DELETE"), scope);
+        confiner.target(onlyItem(clause.tables.items, "DELETE"), scope);
         break;
       case "returning_clause":
         return refuseUnboundedReturning("DELETE");
