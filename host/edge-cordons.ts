@@ -27,8 +27,9 @@ export class EdgeCordons {
     await Promise.all(CORDONS.map((cordon) => this.#pools[cordon].start()));
   }
 
-  run(cordon: Cordon, body: string, timeoutMs: number, executionId: string): Promise<RunOutcome> {
-    return this.#pools[cordon].run(body, timeoutMs, executionId);
+  /** `deadline`: epoch ms at which the job's time is up. */
+  run(cordon: Cordon, body: string, deadline: number, executionId: string): Promise<RunOutcome> {
+    return this.#pools[cordon].run(body, deadline, executionId);
   }
 
   async cancel(executionId: string): Promise<boolean> {

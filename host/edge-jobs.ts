@@ -35,11 +35,12 @@ export class EdgeJobs {
     this.#edge = edge;
   }
 
-  start(executionId: string, cordon: Cordon, body: string, timeoutMs: number): Promise<EdgeEvent> {
+  /** `deadline`: epoch ms at which the job's time is up, waiting for a runner included. */
+  start(executionId: string, cordon: Cordon, body: string, deadline: number): Promise<EdgeEvent> {
     if (this.#jobs.has(executionId)) return Promise.resolve(done({ ok: false, error: duplicate(executionId) }));
     const job: Job = { events: [], waiter: undefined, pending: new Map(), finished: false };
     this.#jobs.set(executionId, job);
-    void this.#edge.run(cordon, body, timeoutMs, executionId).then((outcome) => {
+    void this.#edge.run(cordon, body, deadline, executionId).then((outcome) => {
       const reply: unknown =
         outcome.kind === "reply"
           ? parseOr(outcome.body)

@@ -1,15 +1,29 @@
 /**
  * A pool of edge runner processes. Each runs one job at a time; a job waits in FIFO order for a free
- * runner. A runner that failed (killed at a deadline, out of memory, crashed) is replaced in the
- * background, so the pool heals while other runners keep serving.
+ * runner, but never past its own deadline: a job still waiting then ends as SANDBOX_TIMEOUT without
+ * starting, and so does one cancelled while it waits. Otherwise a burst of runaway jobs left a
+ * backlog that ran long after its requests had given up (and after their tenant's concurrency slots
+ * were free again), and timed out every other tenant's jobs queued behind it. A runner that failed
+ * (killed at a deadline, out of memory, crashed) is replaced in the background, so the pool heals
+ * while other runners keep serving.
  */
 import { RunnerProcess, type RunOutcome, type RunnerOptions } from "./runner-process.ts";
+
+/** Jobs that may wait per runner; past that a job is refused at once (SANDBOX_UNAVAILABLE). */
+const MAX_WAITING_PER_RUNNER = 16;
+
+interface Waiter {
+  executionId: string;
+  /** Hands over a runner, or ends the wait with an outcome (the job never starts). */
+  settle(runner: RunnerProcess | RunOutcome): void;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 export class EdgePool {
   readonly #options: RunnerOptions;
   readonly #size: number;
   readonly #idle: RunnerProcess[] = [];
-  readonly #waiting: ((runner: RunnerProcess) => void)[] = [];
+  readonly #waiting: Waiter[] = [];
   readonly #busy = new Map<string, RunnerProcess>();
   #closed = false;
   #replaced = 0;
@@ -27,10 +41,12 @@ export class EdgePool {
     return { size: this.#size, idle: this.#idle.length, waiting: this.#waiting.length, replaced: this.#replaced };
   }
 
-  async run(body: string, timeoutMs: number, executionId: string): Promise<RunOutcome> {
-    const runner = await this.#acquire();
+  /** `deadline`: epoch ms at which the job's time is up, waiting included. */
+  async run(body: string, deadline: number, executionId: string): Promise<RunOutcome> {
+    const runner = await this.#acquire(executionId, deadline);
+    if (!(runner instanceof RunnerProcess)) return runner;
     this.#busy.set(executionId, runner);
-    const outcome = await runner.run(body, timeoutMs).finally(() => this.#busy.delete(executionId));
+    const outcome = await runner.run(body, deadline).finally(() => this.#busy.delete(executionId));
     if (runner.healthy) {
       this.#release(runner);
     } else {
@@ -40,8 +56,16 @@ export class EdgePool {
     return outcome;
   }
 
-  /** Kills the process running this job, if any; the pool replaces it. */
+  /** Kills the process running this job, or ends its wait; the pool replaces a killed runner. */
   async cancel(executionId: string): Promise<boolean> {
+    const waiter = this.#waiting.find((entry) => entry.executionId === executionId);
+    if (waiter) {
+      this.#leave(waiter);
+      waiter.settle(
+        notStarted("SANDBOX_UNAVAILABLE", "the job was cancelled before a runner was free; it never started"),
+      );
+      return true;
+    }
     const runner = this.#busy.get(executionId);
     if (!runner) return false;
     await runner.dispose();
@@ -53,10 +77,35 @@ export class EdgePool {
     await Promise.all(this.#idle.splice(0).map((runner) => runner.dispose()));
   }
 
-  #acquire(): Promise<RunnerProcess> {
+  #acquire(executionId: string, deadline: number): Promise<RunnerProcess | RunOutcome> {
     const runner = this.#idle.pop();
     if (runner) return Promise.resolve(runner);
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    if (this.#waiting.length >= this.#size * MAX_WAITING_PER_RUNNER) {
+      const message = `all ${this.#size} runners of this cordon are busy and ${this.#waiting.length} jobs wait`;
+      return Promise.resolve(notStarted("SANDBOX_UNAVAILABLE", message));
+    }
+    return new Promise((settle) => {
+      const waiter: Waiter = {
+        executionId,
+        settle,
+        timer: setTimeout(
+          () => {
+            this.#leave(waiter);
+            settle(
+              notStarted("SANDBOX_TIMEOUT", "the job waited for a free runner until its deadline; it never started"),
+            );
+          },
+          Math.max(0, deadline - Date.now()),
+        ),
+      };
+      this.#waiting.push(waiter);
+    });
+  }
+
+  #leave(waiter: Waiter): void {
+    clearTimeout(waiter.timer);
+    const index = this.#waiting.indexOf(waiter);
+    if (index !== -1) this.#waiting.splice(index, 1);
   }
 
   #release(runner: RunnerProcess): void {
@@ -65,8 +114,12 @@ export class EdgePool {
       return;
     }
     const next = this.#waiting.shift();
-    if (next) next(runner);
-    else this.#idle.push(runner);
+    if (next) {
+      clearTimeout(next.timer);
+      next.settle(runner);
+    } else {
+      this.#idle.push(runner);
+    }
   }
 
   async #spawn(): Promise<void> {
@@ -78,4 +131,8 @@ export class EdgePool {
       setTimeout(() => void this.#spawn(), 1_000);
     }
   }
+}
+
+function notStarted(code: "SANDBOX_TIMEOUT" | "SANDBOX_UNAVAILABLE", message: string): RunOutcome {
+  return { kind: "failed", code, message };
 }

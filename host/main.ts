@@ -170,7 +170,7 @@ async function handle(
   if (body === undefined) return send(response, 413, { error: "body too large" });
   const routing = routingOf(body);
   if (routing === undefined) return send(response, 400, { error: "executionId, timeoutMs or cordon missing" });
-  send(response, 200, await jobs.start(routing.executionId, routing.cordon, body, routing.timeoutMs));
+  send(response, 200, await jobs.start(routing.executionId, routing.cordon, body, routing.deadline));
 }
 
 function authorised(header: string | undefined, token: string): boolean {
@@ -179,13 +179,19 @@ function authorised(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-/** The fields the host routes on; the runner Worker validates the whole request itself. */
-function routingOf(body: string): { executionId: string; timeoutMs: number; cordon: Cordon } | undefined {
+/**
+ * The fields the host routes on; the runner Worker validates the whole request itself. The deadline
+ * is the job's own (`spec.deadline`, from its admission), so time spent waiting for a runner counts;
+ * no later than `timeoutMs` from now, whatever the request says.
+ */
+function routingOf(body: string): { executionId: string; deadline: number; cordon: Cordon } | undefined {
   const value = parseJson(body);
   if (!isObject(value)) return undefined;
-  const { executionId, timeoutMs, cordon } = value;
+  const { executionId, timeoutMs, cordon, spec } = value;
   if (typeof executionId !== "string" || typeof timeoutMs !== "number" || !isCordon(cordon)) return undefined;
-  return { executionId, timeoutMs, cordon };
+  const latest = Date.now() + timeoutMs;
+  const stated = isObject(spec) && typeof spec.deadline === "number" ? spec.deadline : latest;
+  return { executionId, deadline: Math.min(stated, latest), cordon };
 }
 
 function parseJson(text: string | undefined): unknown {

@@ -30,7 +30,12 @@ export interface RunnerOptions {
 }
 
 /** What the host tells the dispatcher when the runner produced no reply of its own. */
-export type RunnerFailureCode = "SANDBOX_TIMEOUT" | "SANDBOX_MEMORY_LIMIT" | "SANDBOX_RUNNER_CRASHED";
+export type RunnerFailureCode =
+  | "SANDBOX_TIMEOUT"
+  | "SANDBOX_MEMORY_LIMIT"
+  | "SANDBOX_RUNNER_CRASHED"
+  // A job the pool could not start (see edge-pool.ts).
+  | "SANDBOX_UNAVAILABLE";
 
 export type RunOutcome = { kind: "reply"; body: string } | { kind: "failed"; code: RunnerFailureCode; message: string };
 
@@ -90,9 +95,12 @@ export class RunnerProcess {
     return this.#healthy;
   }
 
-  async run(body: string, timeoutMs: number): Promise<RunOutcome> {
+  /** `deadline`: epoch ms at which the job's time is up (it may have waited for this runner). */
+  async run(body: string, deadline: number): Promise<RunOutcome> {
+    // What an earlier job of this runner printed says nothing about this one (a job can print it).
+    this.#deathSigns.heapExhausted = false;
     const controller = new AbortController();
-    const killTimer = setTimeout(() => controller.abort(), timeoutMs + KILL_GRACE_MS);
+    const killTimer = setTimeout(() => controller.abort(), Math.max(0, deadline - Date.now()) + KILL_GRACE_MS);
     try {
       const response = await fetch(new URL("/run", this.#url), {
         method: "POST",

@@ -3,6 +3,7 @@
  * a stored record, while the dispatcher keeps answering other requests. The timing bound here is a
  * correctness property (a job must not outlive its deadline), not a speed target.
  */
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call as callRoute, createTenant, type TestTenant } from "./helpers";
 
@@ -89,5 +90,29 @@ describe("runaway jobs end within timeout + 2 s", () => {
     expect((await wedged).body.error?.code).toBe("SANDBOX_TIMEOUT");
     const after = await execute({ code: "export default async (n) => n + 1", input: 41 });
     expect(after.body.output).toBe(42);
+  });
+});
+
+describe("a burst of runaway jobs past the pool's runners", () => {
+  it("ends the jobs that could not start by their deadline without running them, so nothing runs on after its request", async () => {
+    // Untrusted jobs run in a cordon of their own: 2 runners in the tests, no other file uses it.
+    const burst = await createTenant({ maxTrustLevel: "untrusted", maxConcurrency: 8 });
+    const hostStats = async () => {
+      const response = await fetch(new URL("/healthz", env.CORDON_HOST_URL));
+      return ((await response.json()) as { edge: Record<string, { replaced: number; waiting: number }> }).edge
+        .untrusted!;
+    };
+    const before = await hostStats();
+    const jobs = Array.from({ length: 6 }, () =>
+      burst.execute({ code: "export default async () => /^(a+)+$/.test('a'.repeat(40) + '!')", timeout: 1_000 }),
+    );
+    const results = await Promise.all(jobs);
+    for (const { body } of results) expect(body.error?.code).toBe("SANDBOX_TIMEOUT");
+    const neverStarted = results.filter(({ body }) => /never started/.test(body.error?.message ?? ""));
+    // Two ran (and were killed); the rest waited until their deadline and were dropped, not run later.
+    expect(neverStarted.length).toBeGreaterThanOrEqual(4);
+    const after = await hostStats();
+    expect(after.waiting).toBe(0);
+    expect(after.replaced - before.replaced).toBeLessThanOrEqual(6 - neverStarted.length);
   });
 });

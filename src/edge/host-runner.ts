@@ -22,6 +22,14 @@ const HostEvent = z.discriminatedUnion("type", [
 ]);
 
 export function hostRunner(baseUrl: string, token: string): EdgeRunner {
+  const cancel = async (executionId: string): Promise<void> => {
+    // The host kills the runner process holding the job (or ends its wait); its conversation then ends.
+    await fetch(new URL(`/v1/edge/jobs/${executionId}/cancel`, baseUrl), {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(HOST_REPLY_MARGIN_MS),
+    }).catch(() => undefined);
+  };
   return {
     async run(request: RunnerRequest, session: BindingSession): Promise<RunnerReply> {
       const deadline = Date.now() + request.timeoutMs + HOST_REPLY_MARGIN_MS;
@@ -31,20 +39,17 @@ export function hostRunner(baseUrl: string, token: string): EdgeRunner {
         const answer = await session.call(event.value.call);
         event = await post(`/v1/edge/jobs/${request.executionId}/answer`, { callId: event.value.callId, answer });
       }
-      if (!event.ok) return event;
+      if (!event.ok) {
+        // Given up on here, the job must not run on there after its result is stored.
+        if (event.error.code === ErrorCode.SANDBOX_TIMEOUT) await cancel(request.executionId);
+        return event;
+      }
       const reply = RunnerReply.safeParse(event.value.type === "done" ? event.value.reply : null);
       if (!reply.success)
         return failure(ErrorCode.SANDBOX_UNAVAILABLE, "the local sandbox host sent a malformed reply");
       return reply.data;
     },
-    async cancel(executionId: string): Promise<void> {
-      // The host kills the runner process holding the job; the job's own conversation then ends.
-      await fetch(new URL(`/v1/edge/jobs/${executionId}/cancel`, baseUrl), {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}` },
-        signal: AbortSignal.timeout(HOST_REPLY_MARGIN_MS),
-      }).catch(() => undefined);
-    },
+    cancel,
   };
 }
 
