@@ -136,6 +136,15 @@ describe("SandboxService methods", () => {
     });
     expect(sparse).toMatchObject({ ok: true, value: { output: [100_000, null] } });
 
+    // A hole is five characters of JSON: a long sparse array is refused by its length, before any
+    // JSON is written.
+    const holes = await service.execute(own.key, {
+      runtime: "edge",
+      code: "export default () => 1",
+      input: new Array(1_000_000) as never,
+    });
+    expect(holes).toMatchObject({ ok: false, error: { code: "PAYLOAD_TOO_LARGE" } });
+
     for (const method of ["execute", "submit"] as const) {
       const large = await service[method](own.key, {
         runtime: "edge",

@@ -10,7 +10,7 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { z } from "zod";
 import { CordonError, ErrorCode, type ErrorBody } from "../errors";
-import { valueShapeProblem } from "../json-depth";
+import { MAX_JSON_DEPTH, valueShapeProblem } from "../json-depth";
 import { parseJsonText } from "../middleware/json-body";
 import { holdsSharedObject, nestsTooDeep, validationError } from "../middleware/query";
 import {
@@ -150,9 +150,10 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
  * body's limit, and parsed back like a body.
  */
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
-  const problem = valueShapeProblem(value);
+  const problem = valueShapeProblem(value, MAX_JSON_DEPTH, MAX_BODY_BYTES);
   if (problem === "too_deep") throw nestsTooDeep("the arguments");
   if (problem === "shared") throw holdsSharedObject("the arguments");
+  if (problem === "too_large") throw argumentsTooLarge();
   let text: string;
   try {
     text = JSON.stringify(value ?? {});
@@ -160,15 +161,15 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
     throw new CordonError(ErrorCode.VALIDATION_ERROR, `the arguments are not JSON: ${String(error)}`);
   }
   if (text.length > MAX_BODY_BYTES || new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) {
-    throw new CordonError(
-      ErrorCode.PAYLOAD_TOO_LARGE,
-      `the arguments are larger than ${MAX_BODY_BYTES} bytes of JSON`,
-      {
-        maxBytes: MAX_BODY_BYTES,
-      },
-    );
+    throw argumentsTooLarge();
   }
   const parsed = schema.safeParse(parseJsonText(text, "the arguments"));
   if (!parsed.success) throw validationError("the arguments do not match the schema", parsed.error);
   return parsed.data;
+}
+
+function argumentsTooLarge(): CordonError {
+  return new CordonError(ErrorCode.PAYLOAD_TOO_LARGE, `the arguments are larger than ${MAX_BODY_BYTES} bytes of JSON`, {
+    maxBytes: MAX_BODY_BYTES,
+  });
 }

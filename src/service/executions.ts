@@ -120,11 +120,16 @@ export async function submit(
     executionId: ticket.prepared.executionId,
     timeoutMs: ticket.prepared.limits.timeoutMs,
   });
+  const tracker = trackerOf(context.env, ticket.prepared.executionId);
   try {
-    return { progress: await trackerOf(context.env, ticket.prepared.executionId).submit(ticket), rate };
+    return { progress: await tracker.submit(ticket), rate };
   } catch (error) {
-    // The job never started: its concurrency slot is freed now, not when its lease expires.
-    await releaseLease(context.env, ticket.tenantId, ticket.prepared.executionId);
+    // A job its tracker never took is not running: its slot is freed now, not when its lease
+    // expires. One the tracker did take (its answer was lost) keeps its slot until it ends.
+    const state = await tracker.state().catch(() => undefined);
+    if (state && !state.found) {
+      await releaseLease(context.env, ticket.tenantId, ticket.prepared.executionId).catch(() => undefined);
+    }
     throw error;
   }
 }

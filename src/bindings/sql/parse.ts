@@ -22,8 +22,22 @@ const DIALECT_READS_BASE = 25_000;
 
 class ParseBudgetSpent extends Error {}
 
+/**
+ * Parses one statement within the budget. The parser reads the characters of a token and of a run
+ * of separators without counting against it, and re-reads them on every backtrack, so both are made
+ * short first: comments and separator runs become one space (`compactSeparators`), and a statement
+ * with a long token is first parsed as its skeleton, every long token replaced by a short one of the
+ * same kind. The grammar's choices do not depend on a token's length, so a skeleton that parses
+ * within the budget has no exponential backtracking left for the long tokens to multiply (12 failing
+ * parentheses around one 99 000-digit number took 147 s; its skeleton is refused at once).
+ */
 export function parseSql(original: string): Program {
-  const sql = compactSeparators(original);
+  const { text, skeleton } = compactSeparators(original);
+  if (skeleton !== text) parseWithinBudget(skeleton);
+  return parseWithinBudget(text);
+}
+
+function parseWithinBudget(sql: string): Program {
   const budget = DIALECT_READS_BASE + DIALECT_READS_PER_CHAR * sql.length;
   let reads = 0;
   const options = {
@@ -49,19 +63,29 @@ export function parseSql(original: string): Program {
   }
 }
 
+/** Tokens longer than this are shortened in the skeleton: longer than any keyword (CURRENT_TIMESTAMP: 17). */
+const LONG_TOKEN_CHARS = 32;
+/** A run of characters that SQLite reads as one word (identifier, keyword, number). */
+const WORD_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
+
 const QUOTE_CLOSERS: Readonly<Record<string, string>> = { "'": "'", '"': '"', "`": "`", "[": "]" };
 /** SQLite's separators between tokens; other whitespace is left for normalizeTokens to refuse. */
 const SEPARATOR = /[ \t\r\n]/;
 
 /**
  * The statement with every comment and every run of spaces, tabs and line breaks outside quotes
- * made one space. The parser reads separators without counting them against its budget, so a long
- * run inside failing nested groups was re-read on every backtrack (12 parentheses and 90 000
- * spaces: 27 s). The confined statement drops comments anyway (tokens.ts); what SQLite runs is
- * printed from this text's tree, so the parser and SQLite still read the same characters.
+ * made one space (`text`), and the same with every quoted token or word longer than
+ * LONG_TOKEN_CHARS shortened to one of its kind (`skeleton`, only ever parsed, never run). The
+ * confined statement drops comments anyway (tokens.ts); what SQLite runs is printed from `text`'s
+ * tree, so the parser and SQLite still read the same characters.
  */
-export function compactSeparators(sql: string): string {
-  let out = "";
+export function compactSeparators(sql: string): { text: string; skeleton: string } {
+  let text = "";
+  let skeleton = "";
+  const both = (piece: string, short: string = piece) => {
+    text += piece;
+    skeleton += short;
+  };
   let at = 0;
   while (at < sql.length) {
     const char = sql[at]!;
@@ -75,24 +99,34 @@ export function compactSeparators(sql: string): string {
         end += 2;
       }
       const stop = end === -1 ? sql.length : end + 1;
-      out += sql.slice(at, stop);
+      const quoted = sql.slice(at, stop);
+      // '00' is a string and, after x, a blob: the skeleton keeps either.
+      const short = char === "'" ? "'00'" : `${char}q${closer}`;
+      both(quoted, quoted.length > LONG_TOKEN_CHARS && end !== -1 ? short : quoted);
       at = stop;
     } else if (sql.startsWith("--", at)) {
       const end = sql.indexOf("\n", at);
       at = end === -1 ? sql.length : end + 1;
-      out += " ";
+      both(" ");
     } else if (sql.startsWith("/*", at)) {
       const end = sql.indexOf("*/", at + 2);
       if (end === -1) return refuse("parse_error", "a comment is not closed");
       at = end + 2;
-      out += " ";
+      both(" ");
     } else if (SEPARATOR.test(char)) {
       while (at < sql.length && SEPARATOR.test(sql[at]!)) at++;
-      out += " ";
+      both(" ");
+    } else if (WORD_CHAR.test(char)) {
+      let end = at + 1;
+      while (end < sql.length && WORD_CHAR.test(sql[end]!)) end++;
+      const word = sql.slice(at, end);
+      // No keyword is this long: a long word is a name or a number, and stays one in the skeleton.
+      both(word, word.length > LONG_TOKEN_CHARS ? (/^[0-9]/.test(word) ? "0" : "w") : word);
+      at = end;
     } else {
-      out += char;
+      both(char);
       at++;
     }
   }
-  return out;
+  return { text, skeleton };
 }

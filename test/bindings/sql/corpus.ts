@@ -41,6 +41,11 @@ export const HOSTILE: readonly CorpusEntry[] = [
   ["SELECT 1 IN " + "(".repeat(12) + " ".repeat(90_000) + " SELECT", "too_complex"],
   ["SELECT 1 IN " + "(".repeat(14) + "/*" + "a".repeat(90_000) + "*/ SELECT", "too_complex"],
   ["SELECT 1 /* never closed " + "a".repeat(1000), "parse_error"],
+  // long tokens, which the parser also re-reads on every backtrack without counting them
+  ["SELECT 1 IN " + "(".repeat(12) + "SELECT " + "1".repeat(99_000), "too_complex"],
+  ["SELECT 1 IN " + "(".repeat(12) + "SELECT '" + "a".repeat(90_000) + "'", "too_complex"],
+  ["SELECT 1 IN " + "(".repeat(12) + "SELECT " + "n".repeat(10_000), "too_complex"],
+  ["SELECT x'" + "41".repeat(100) + "', '" + "a".repeat(100) + "', " + "n".repeat(100) + " FROM users", "confined"],
   // nesting that makes the parser backtrack exponentially (each further "(" doubles its work)
   ["SELECT " + "(".repeat(24) + "1", "too_complex"],
   ["SELECT ((((((((((((((((SELECT))))))))))))))))", "too_complex"],
