@@ -25,14 +25,14 @@ class ParseBudgetSpent extends Error {}
 /**
  * Parses one statement within the budget. The parser reads the characters of a token and of a run
  * of separators without counting against it, and re-reads them on every backtrack, so both are made
- * short first: comments and separator runs become one space (`compactSeparators`), and a statement
+ * short first: comments and separator runs become one space (`compactStatement`), and a statement
  * with a long token is first parsed as its skeleton, every long token replaced by a short one of the
  * same kind. The grammar's choices do not depend on a token's length, so a skeleton that parses
  * within the budget has no exponential backtracking left for the long tokens to multiply (12 failing
  * parentheses around one 99 000-digit number took 147 s; its skeleton is refused at once).
  */
 export function parseSql(original: string): Program {
-  const { text, skeleton } = compactSeparators(original);
+  const { text, skeleton } = compactStatement(original);
   if (skeleton !== text) parseWithinBudget(skeleton);
   return parseWithinBudget(text);
 }
@@ -79,7 +79,7 @@ const SEPARATOR = /[ \t\r\n]/;
  * confined statement drops comments anyway (tokens.ts); what SQLite runs is printed from `text`'s
  * tree, so the parser and SQLite still read the same characters.
  */
-export function compactSeparators(sql: string): { text: string; skeleton: string } {
+function compactStatement(sql: string): { text: string; skeleton: string } {
   let text = "";
   let skeleton = "";
   const both = (piece: string, short: string = piece) => {
