@@ -25,7 +25,7 @@ import { checkScalarFunction, checkTableFunction } from "./functions";
 import { asciiLower, checkLogicalName, physicalName, quoteIdentifier } from "./names";
 import { refuse } from "./refusal";
 import { CteScope } from "./scope";
-import { childNodes } from "./tree";
+import { childNodes, finalSelect } from "./tree";
 
 /** The target of INSERT/UPDATE/DELETE, for RETURNING, where SQLite resolves `table.column` by the real name. */
 export interface Target {
@@ -407,18 +407,15 @@ export const MAX_RECURSIVE_ROWS = 10_000;
 
 /**
  * A recursive CTE (SQLite needs no RECURSIVE keyword: a CTE that names itself is one) must end with
- * `LIMIT n`, a number up to MAX_RECURSIVE_ROWS. Unbounded, `SELECT 1 UNION ALL SELECT x + 1 FROM c`
- * runs until D1's 30 s limit, one query at a time per database, with no table needed: the cheapest
- * way for a read-only job to stall every tenant's queries (locally, the whole runtime).
+ * `LIMIT n` (and `OFFSET m`, if any: SQLite recurses through the skipped rows too), literal numbers
+ * with n + m up to MAX_RECURSIVE_ROWS. Unbounded, `SELECT 1 UNION ALL SELECT x + 1 FROM c` runs until
+ * D1's 30 s limit, one query at a time per database, with no table needed: the cheapest way for a
+ * read-only job to stall every tenant's queries (locally, the whole runtime).
  */
 function requireBoundedRecursion(body: Query): void {
-  let last: Node = body;
-  while (last.type === "compound_select_stmt") last = last.right;
-  const limit = last.type === "select_stmt" ? last.clauses.find((clause) => clause.type === "limit_clause") : undefined;
-  const count = limit?.type === "limit_clause" ? limit.count : undefined;
-  // SQLite recurses through the skipped rows too: an OFFSET counts against the bound.
-  const offset = limit?.type === "limit_clause" ? limit.offset : undefined;
-  const rows = literalCount(count) + (offset === undefined ? 0 : literalCount(offset));
+  const limit = finalSelect(body)?.limit;
+  const offset = limit?.offset;
+  const rows = literalCount(limit?.count) + (offset === undefined ? 0 : literalCount(offset));
   if (body.type !== "compound_select_stmt" || !(rows <= MAX_RECURSIVE_ROWS)) {
     refuse(
       "unbounded_recursion",

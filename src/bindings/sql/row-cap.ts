@@ -11,18 +11,16 @@
  */
 import type { Expr, LimitClause, Node, Statement } from "sql-parser-cst";
 import { parseSql } from "./parse";
-import { childNodes } from "./tree";
+import { childNodes, finalSelect } from "./tree";
 
 const PLACEHOLDER = ":__cordon_limit";
 
 export function capRows(statement: Statement, cap: number): void {
-  let last: Node = statement;
-  while (last.type === "compound_select_stmt") last = last.right;
-  if (last.type !== "select_stmt") return;
-  const clauses = last.clauses as Node[];
-  const own = clauses.find((clause): clause is LimitClause => clause.type === "limit_clause");
+  const final = finalSelect(statement);
+  if (!final) return;
+  const own = final.limit;
   if (!own) {
-    clauses.push(limitClause(`SELECT 1 LIMIT ${cap}`));
+    (final.select.clauses as Node[]).push(limitClause(`SELECT 1 LIMIT ${cap}`));
     return;
   }
   const count = own.count;
