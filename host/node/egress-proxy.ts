@@ -14,7 +14,8 @@
  *     the same as for edge jobs;
  *   - a CONNECT to port 443 (https: URLs): the host name and port are checked like a URL, and the
  *     TLS ClientHello that opens the tunnel must name the same host (client-hello.ts: else a job
- *     could reach any site sharing a server with an allowed one); the tunnel counts as one request,
+ *     could reach any site sharing a server with an allowed one), and so must a second one after a
+ *     HelloRetryRequest (hello-retry.ts); the tunnel counts as one request,
  *     and its bytes (TLS records, both ways) count against `maxBytes`; what travels inside is
  *     encrypted, so requests within one tunnel and their redirects are not seen.
  *
@@ -32,6 +33,7 @@ import { EgressMeter, type EgressRefusal, type EgressReport } from "../../src/eg
 import { checkUrl, type EgressPolicy } from "../../src/egress/policy.ts";
 import { MAX_NAME_CHARS } from "../../src/untrusted-output.ts";
 import { clientHelloName, type ClientHelloName } from "./client-hello.ts";
+import { ServerAnswers } from "./hello-retry.ts";
 import { AddressRefused } from "./egress-routes.ts";
 
 /** How the proxy reaches the outside once a request has passed every check. */
@@ -256,70 +258,114 @@ export class EgressProxy {
     this.#track(upstream);
     if (socket.destroyed) return void upstream.destroy();
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    const hello = await firstClientHello(socket, head);
-    if (hello === null) return void upstream.destroy();
-    if (hello.name.kind !== "name" || hello.name.name !== host) {
-      const why = hello.name.kind === "refused" ? hello.name.reason : `it names ${hello.name.name}`;
+    let cut = false;
+    const carrier = (from: Duplex, to: Duplex, direction: "sent" | "received") => (chunk: Buffer) => {
+      if (cut) return;
+      const room = policy.maxBytes - meter.bytes;
+      const fits = chunk.subarray(0, Math.max(0, room));
+      meter.countBytes(direction, fits.length);
+      // A side that does not read holds the other back: the host never buffers for it.
+      if (fits.length > 0 && !to.write(fits)) {
+        from.pause();
+        to.once("drain", () => from.resume());
+      }
+      if (fits.length < chunk.length) {
+        cut = true;
+        this.#meter.refuse({
+          rule: "byte_budget",
+          host,
+          message: `the job's byte budget of ${policy.maxBytes} bytes is used up`,
+        });
+        to.end(() => to.destroy());
+        from.destroy();
+      }
+    };
+    const send = carrier(socket, upstream, "sent");
+    const receive = carrier(upstream, socket, "received");
+    const answers = new ServerAnswers();
+    upstream.on("data", (chunk: Buffer) => {
+      answers.feed(chunk);
+      receive(chunk);
+    });
+    upstream.once("end", () => socket.end());
+    upstream.once("close", () => {
+      answers.close();
+      socket.destroy();
+    });
+    socket.once("close", () => upstream.destroy());
+    const rest = await this.#checkHellos(socket, host, head, send, answers);
+    if (rest === null) {
+      socket.destroy();
+      return void upstream.destroy();
+    }
+    send(rest);
+    socket.on("data", send);
+    socket.once("end", () => upstream.end());
+    socket.resume();
+  }
+
+  /**
+   * Reads the job's ClientHello, and after a HelloRetryRequest its second one, forwarding each once
+   * it names the tunnel's host. Resolves with the job's bytes read past them (not yet forwarded), or
+   * null once the tunnel is refused or closed.
+   */
+  async #checkHellos(
+    socket: Duplex,
+    host: string,
+    head: Buffer,
+    send: (bytes: Buffer) => void,
+    answers: ServerAnswers,
+  ): Promise<Buffer | null> {
+    const refuse = (why: string) => {
       this.#meter.refuse({
         rule: "tls_server_name",
         host,
         message: `the TLS handshake in the tunnel to ${host} does not name ${host}: ${why}`,
       });
-      socket.destroy();
-      return void upstream.destroy();
-    }
-    let cut = false;
-    const pump = (from: Duplex, to: Duplex, direction: "sent" | "received", first?: Buffer) => {
-      const carry = (chunk: Buffer) => {
-        if (cut) return;
-        const room = policy.maxBytes - meter.bytes;
-        const fits = chunk.subarray(0, Math.max(0, room));
-        meter.countBytes(direction, fits.length);
-        // A side that does not read holds the other back: the host never buffers for it.
-        if (fits.length > 0 && !to.write(fits)) {
-          from.pause();
-          to.once("drain", () => from.resume());
-        }
-        if (fits.length < chunk.length) {
-          cut = true;
-          this.#meter.refuse({
-            rule: "byte_budget",
-            host,
-            message: `the job's byte budget of ${policy.maxBytes} bytes is used up`,
-          });
-          to.end(() => to.destroy());
-          from.destroy();
-        }
-      };
-      if (first && first.length > 0) carry(first);
-      from.on("data", carry);
-      from.once("end", () => to.end());
-      from.once("close", () => to.destroy());
-      from.resume();
+      return null;
     };
-    pump(socket, upstream, "sent", hello.bytes);
-    pump(upstream, socket, "received");
+    let pending = head;
+    // A client answers one HelloRetryRequest at most (RFC 8446 §4.1.4).
+    for (const afterRetry of [false, true]) {
+      const hello = await nextClientHello(socket, pending, afterRetry);
+      if (hello === null) return null;
+      if (hello.name.kind === "refused") return refuse(hello.name.reason);
+      if (hello.name.name !== host) return refuse(`it names ${hello.name.name}`);
+      send(hello.bytes.subarray(0, hello.name.end));
+      pending = hello.bytes.subarray(hello.name.end);
+      const answer = await answers.next();
+      if (answer.kind === "closed") return null;
+      if (answer.kind === "refused") return refuse(answer.reason);
+      if (answer.kind === "other") return pending;
+    }
+    return refuse("the server asked for a second retry");
   }
 }
 
 type ReadName = Exclude<ClientHelloName, { kind: "incomplete" }>;
 
 /**
- * The job's first bytes in a 443 tunnel, up to the end of its ClientHello (or up to what shows it is
- * none), and the server name read from them; null if the job closes the tunnel first. The socket is
- * left paused, the bytes not yet forwarded.
+ * The job's next bytes in a 443 tunnel, from `pending` (read already) up to the end of its next
+ * ClientHello (or up to what shows it is none), and the server name read from them; null if the job
+ * closes the tunnel first. The socket is left paused, the bytes not yet forwarded.
  */
-function firstClientHello(socket: Duplex, head: Buffer): Promise<{ bytes: Buffer; name: ReadName } | null> {
+function nextClientHello(
+  socket: Duplex,
+  pending: Buffer,
+  afterRetry: boolean,
+): Promise<{ bytes: Buffer; name: ReadName } | null> {
   return new Promise((resolve) => {
-    let bytes = head;
+    let bytes = pending;
+    let settled = false;
     const settle = (outcome: { bytes: Buffer; name: ReadName } | null) => {
+      settled = true;
       socket.pause();
       socket.off("data", gather);
       socket.off("close", closed);
       resolve(outcome);
     };
     const read = () => {
-      const name = clientHelloName(bytes);
+      const name = clientHelloName(bytes, afterRetry);
       if (name.kind !== "incomplete") settle({ bytes, name });
     };
     const gather = (chunk: Buffer) => {
@@ -330,6 +376,8 @@ function firstClientHello(socket: Duplex, head: Buffer): Promise<{ bytes: Buffer
     socket.on("data", gather);
     socket.once("close", closed);
     if (bytes.length > 0) read();
+    // Paused by the previous read, if any: a listener alone does not resume it.
+    if (!settled) socket.resume();
   });
 }
 

@@ -126,11 +126,12 @@ function connected(socket: Socket): Promise<Socket> {
  * Routes to a module whose default export has `fetch(request)` (a Worker script without bindings):
  * plain-HTTP requests call it in process, tunnels reach it through a loopback HTTP server started on
  * first use; with `tls` (a test certificate), tunnels to port 443 reach an HTTPS server instead, as
- * they would on the internet. `close` stops the servers.
+ * they would on the internet (`ecdhCurve`: the key exchange groups it takes; one a client sends no
+ * key share for makes it ask for a retry). `close` stops the servers.
  */
 export async function cannedRoutes(
   scriptPath: string,
-  tls?: { key: string; cert: string },
+  tls?: { key: string; cert: string; ecdhCurve?: string },
 ): Promise<EgressRoutes & { close(): Promise<void> }> {
   const module = (await import(pathToFileURL(scriptPath).href)) as { default: { fetch: Upstream } };
   const serve = module.default.fetch;

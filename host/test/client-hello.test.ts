@@ -2,26 +2,9 @@
  * Reading the server name from a ClientHello: real ones, as Node's TLS client sends them, and the
  * shapes a job could send instead (split across records, hidden names, no name, not TLS at all).
  */
-import { createServer, type AddressInfo } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import { describe, expect, it } from "vitest";
 import { clientHelloName, MAX_CLIENT_HELLO_BYTES } from "../node/client-hello.ts";
-
-/** The first bytes Node's TLS client sends, as a server sees them. */
-async function realClientHello(servername: string): Promise<Buffer> {
-  let bytes = Buffer.alloc(0);
-  const server = createServer((socket) => {
-    socket.on("data", (chunk: Buffer) => (bytes = Buffer.concat([bytes, chunk])));
-    socket.on("error", () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const client = tlsConnect({ host: "127.0.0.1", port: (server.address() as AddressInfo).port, servername });
-  client.on("error", () => undefined);
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  client.destroy();
-  await new Promise((resolve) => server.close(resolve));
-  return bytes;
-}
+import { realClientHello } from "./tls-helpers.ts";
 
 /** The same handshake message re-sent in TLS records of at most `size` bytes each. */
 function inRecords(hello: Buffer, size: number): Buffer {
@@ -57,11 +40,9 @@ function u16(value: number): Buffer {
 
 describe("the server name of a ClientHello", () => {
   it("is read from Node's own ClientHello, in the form hosts are compared", async () => {
-    expect(clientHelloName(await realClientHello("api.example.com"))).toEqual({
-      kind: "name",
-      name: "api.example.com",
-    });
-    expect(clientHelloName(await realClientHello("API.Example.COM"))).toEqual({
+    const hello = await realClientHello("api.example.com");
+    expect(clientHelloName(hello)).toEqual({ kind: "name", name: "api.example.com", end: hello.length });
+    expect(clientHelloName(await realClientHello("API.Example.COM"))).toMatchObject({
       kind: "name",
       name: "api.example.com",
     });
@@ -76,7 +57,7 @@ describe("the server name of a ClientHello", () => {
 
   it("is read from a ClientHello split across several records", async () => {
     const split = inRecords(await realClientHello("api.example.com"), 600);
-    expect(clientHelloName(split)).toEqual({ kind: "name", name: "api.example.com" });
+    expect(clientHelloName(split)).toEqual({ kind: "name", name: "api.example.com", end: split.length });
     expect(clientHelloName(split.subarray(0, 200))).toEqual({ kind: "incomplete" });
   });
 
@@ -111,5 +92,32 @@ describe("the server name of a ClientHello", () => {
     expect(clientHelloName(inRecords(hello, 1))).toMatchObject({ reason: expect.stringContaining("records") });
     const endless = Buffer.concat([Buffer.from([22, 3, 1, 0, 20, 1, 0xff, 0xff, 0xff]), Buffer.alloc(16)]);
     expect(clientHelloName(endless)).toMatchObject({ reason: expect.stringContaining(`${MAX_CLIENT_HELLO_BYTES}`) });
+  });
+
+  it("ends where the ClientHello's records end, so the proxy can hold back what follows", async () => {
+    const hello = await realClientHello("api.example.com");
+    const next = await realClientHello("evil.example.net");
+    expect(clientHelloName(Buffer.concat([hello, next]))).toEqual({
+      kind: "name",
+      name: "api.example.com",
+      end: hello.length,
+    });
+  });
+
+  it("is refused when the ClientHello's record carries more (a second hello would reach the server unread)", async () => {
+    const hello = await realClientHello("api.example.com");
+    const second = (await realClientHello("evil.example.net")).subarray(5);
+    const message = Buffer.concat([hello.subarray(5), second]);
+    const oneRecord = Buffer.concat([Buffer.from([22, 3, 1]), u16(message.length), message]);
+    expect(clientHelloName(oneRecord)).toMatchObject({ kind: "refused", reason: expect.stringContaining("record") });
+  });
+
+  it("passes over a change_cipher_spec before a ClientHello that answers a retry, and only there", async () => {
+    const hello = await realClientHello("api.example.com");
+    const changeCipherSpec = Buffer.from([20, 3, 3, 0, 1, 1]);
+    const retried = Buffer.concat([changeCipherSpec, hello]);
+    expect(clientHelloName(retried, true)).toEqual({ kind: "name", name: "api.example.com", end: retried.length });
+    expect(clientHelloName(changeCipherSpec.subarray(0, 4), true)).toEqual({ kind: "incomplete" });
+    expect(clientHelloName(retried)).toMatchObject({ kind: "refused" });
   });
 });

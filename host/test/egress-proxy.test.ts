@@ -5,7 +5,7 @@
  * rules themselves are the edge gateway's (test/egress/*); these tests are about the proxy: absolute
  * form, CONNECT tunnels to port 80 and 443, their metering and cut-off, and the end of the job.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,13 +17,10 @@ import type { EgressPolicy } from "../../src/egress/policy.ts";
 import { EGRESS_REFUSAL_HEADER } from "../../src/egress/fetch.ts";
 import { EgressProxy, MAX_CONNECTIONS_PER_JOB, type EgressRoutes } from "../node/egress-proxy.ts";
 import { AddressRefused, cannedRoutes, publicAddress } from "../node/egress-routes.ts";
+import { serverAnswer } from "../node/hello-retry.ts";
+import { realClientHello, TEST_TLS as TLS } from "./tls-helpers.ts";
 
 const UPSTREAM = fileURLToPath(new URL("../../test/egress/upstream/index.js", import.meta.url));
-/** A self-signed certificate for api.example.com: the canned internet's HTTPS side. */
-const TLS = {
-  key: readFileSync(new URL("./fixtures/api.example.com.key", import.meta.url), "utf8"),
-  cert: readFileSync(new URL("./fixtures/api.example.com.pem", import.meta.url), "utf8"),
-};
 const policy: EgressPolicy = {
   allowedDomains: ["api.example.com"],
   blockedDomains: [],
@@ -50,13 +47,16 @@ afterAll(async () => {
 });
 
 let socketCount = 0;
-async function open(withPolicy: EgressPolicy | null = policy): Promise<{ proxy: EgressProxy; socketPath: string }> {
+async function open(
+  withPolicy: EgressPolicy | null = policy,
+  through: EgressRoutes = routes,
+): Promise<{ proxy: EgressProxy; socketPath: string }> {
   const socketPath = join(dir, `egress-${socketCount++}.sock`);
   const proxy = await EgressProxy.open({
     socketPath,
     executionId: "job",
     policy: withPolicy,
-    routes,
+    routes: through,
     owner: undefined,
   });
   proxies.push(proxy);
@@ -253,6 +253,48 @@ describe("CONNECT tunnels", () => {
       refusals: [{ rule: "tls_server_name", host: "api.example.com" }],
     });
     expect(proxy.report().refusals[0]?.message).toContain("it names evil.example.net");
+  });
+
+  describe("when the server asks for a retry (HelloRetryRequest)", () => {
+    // This server takes only P-384, for which Node's client sends no key share in its first hello.
+    let retrying: Awaited<ReturnType<typeof cannedRoutes>>;
+    beforeAll(async () => (retrying = await cannedRoutes(UPSTREAM, { ...TLS, ecdhCurve: "P-384" })));
+    afterAll(() => retrying.close());
+
+    it("carries the handshake, the second ClientHello naming the tunnel's host too", async () => {
+      const { proxy, socketPath } = await open(policy, retrying);
+      const opened = await tunnel(socketPath, "api.example.com:443");
+      expect(await exchange(overTls(opened.socket!), rawGet("/hello"))).toContain("hello from api.example.com");
+      expect(proxy.report()).toMatchObject({ requests: 1, refusedCount: 0 });
+    });
+
+    for (const when of ["after the retry", "sent at once with the first"]) {
+      it(`refuses a second ClientHello naming another server, ${when}, and never forwards it`, async () => {
+        const { proxy, socketPath } = await open(policy, retrying);
+        const opened = await tunnel(socketPath, "api.example.com:443");
+        const socket = opened.socket!;
+        const first = await realClientHello("api.example.com");
+        const changeCipherSpec = Buffer.from([20, 3, 3, 0, 1, 1]);
+        const second = Buffer.concat([changeCipherSpec, await realClientHello("evil.example.net")]);
+        let received = Buffer.alloc(0);
+        socket.on("data", (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+        const closed = new Promise((resolve) => socket.once("close", resolve));
+        if (when === "after the retry") {
+          socket.write(first);
+          await new Promise((resolve) => socket.once("data", resolve));
+          socket.write(second);
+        } else {
+          socket.write(Buffer.concat([first, second]));
+        }
+        await closed;
+        expect(serverAnswer(received)).toMatchObject({ kind: "retry" });
+        expect(proxy.report()).toMatchObject({
+          bytesSent: first.length,
+          refusals: [{ rule: "tls_server_name", host: "api.example.com" }],
+        });
+        expect(proxy.report().refusals[0]?.message).toContain("it names evil.example.net");
+      });
+    }
   });
 
   it("refuses a tunnel to port 443 that does not open with a TLS ClientHello", async () => {
