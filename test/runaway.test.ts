@@ -94,18 +94,18 @@ describe("runaway jobs end within timeout + 2 s", () => {
 });
 
 describe("a burst of runaway jobs past the pool's runners", () => {
+  // Untrusted jobs run in a cordon of their own: 2 runners in the tests, no other file uses it.
+  const hostStats = async () => {
+    const response = await fetch(new URL("/healthz", env.CORDON_HOST_URL));
+    type Stats = { size: number; idle: number; replaced: number; waiting: number };
+    return ((await response.json()) as { edge: Record<string, Stats> }).edge.untrusted!;
+  };
+  const runaway = "export default async () => /^(a+)+$/.test('a'.repeat(40) + '!')";
+
   it("ends the jobs that could not start by their deadline without running them, so nothing runs on after its request", async () => {
-    // Untrusted jobs run in a cordon of their own: 2 runners in the tests, no other file uses it.
     const burst = await createTenant({ maxTrustLevel: "untrusted", maxConcurrency: 8 });
-    const hostStats = async () => {
-      const response = await fetch(new URL("/healthz", env.CORDON_HOST_URL));
-      return ((await response.json()) as { edge: Record<string, { replaced: number; waiting: number }> }).edge
-        .untrusted!;
-    };
     const before = await hostStats();
-    const jobs = Array.from({ length: 6 }, () =>
-      burst.execute({ code: "export default async () => /^(a+)+$/.test('a'.repeat(40) + '!')", timeout: 1_000 }),
-    );
+    const jobs = Array.from({ length: 6 }, () => burst.execute({ code: runaway, timeout: 1_000 }));
     const results = await Promise.all(jobs);
     for (const { body } of results) expect(body.error?.code).toBe("SANDBOX_TIMEOUT");
     const neverStarted = results.filter(({ body }) => /never started/.test(body.error?.message ?? ""));
@@ -114,5 +114,43 @@ describe("a burst of runaway jobs past the pool's runners", () => {
     const after = await hostStats();
     expect(after.waiting).toBe(0);
     expect(after.replaced - before.replaced).toBeLessThanOrEqual(6 - neverStarted.length);
+  });
+
+  it("refuses a job at once, without queueing it, while 16 jobs per runner already wait", async () => {
+    const crowd = await createTenant({ maxTrustLevel: "untrusted", maxConcurrency: 50 });
+    const poll = async (done: (stats: Awaited<ReturnType<typeof hostStats>>) => boolean) => {
+      while (!done(await hostStats())) await new Promise((resolve) => setTimeout(resolve, 50));
+    };
+    // The runners killed by the test above are back, then both are wedged.
+    await poll((stats) => stats.idle === stats.size);
+    const size = (await hostStats()).size;
+    const finished: string[] = [];
+    const wedged = Array.from({ length: size }, () =>
+      crowd.execute({ code: runaway, timeout: 2_000 }).then((result) => (finished.push("wedged"), result)),
+    );
+    await poll((stats) => stats.idle === 0);
+    const capacity = size * 16;
+    const queued = Array.from({ length: capacity + 2 }, (_, n) =>
+      crowd
+        .execute({ code: "export default async (n) => n", input: n, timeout: 5_000 })
+        .then((result) => (finished.push(result.body.error?.code ?? "ok"), result)),
+    );
+    const results = await Promise.all(queued);
+    await Promise.all(wedged);
+    const refused = results.filter(({ body }) => body.error?.code === "SANDBOX_UNAVAILABLE");
+    expect(refused).toHaveLength(2);
+    for (const { status, body } of refused) {
+      expect(status).toBe(503);
+      expect(body.error?.message).toContain(`all ${size} runners of this cordon are busy and ${capacity} jobs wait`);
+    }
+    // Refused at once: both answered before the jobs that held the runners ended.
+    expect(finished.slice(0, 2)).toEqual(["SANDBOX_UNAVAILABLE", "SANDBOX_UNAVAILABLE"]);
+    // The queued ones ran once a runner was back, or waited until their deadline; none was lost.
+    for (const [n, { body }] of results.entries()) {
+      if (body.error?.code === "SANDBOX_UNAVAILABLE") continue;
+      if (body.success) expect(body.output).toBe(n);
+      else
+        expect(body.error).toMatchObject({ code: "SANDBOX_TIMEOUT", message: expect.stringMatching(/never started/) });
+    }
   });
 });
