@@ -9,7 +9,13 @@
  * ClientHello at all. Parsed by hand: RFC 8446 §4.1.2 and RFC 6066 §3, nothing else is needed.
  */
 
-import { firstHandshakeMessage, Malformed, Reader } from "./tls-records.ts";
+import {
+  CONTENT_TYPE_APPLICATION_DATA,
+  CONTENT_TYPE_CHANGE_CIPHER_SPEC,
+  firstHandshakeMessage,
+  Malformed,
+  Reader,
+} from "./tls-records.ts";
 
 /** Enough for any ClientHello a real client sends (post-quantum key shares included). */
 export const MAX_CLIENT_HELLO_BYTES = 32 * 1024;
@@ -27,14 +33,22 @@ export type ClientHelloName =
   | { kind: "refused"; reason: string };
 
 /**
+ * What may come between a client's two ClientHellos: a change_cipher_spec (RFC 8446 §D.4), and the
+ * early data it sent with the first one, which a server that asked for a retry skips (§4.2.10).
+ */
+function passedOverBeforeRetriedHello(contentType: number): boolean {
+  return contentType === CONTENT_TYPE_CHANGE_CIPHER_SPEC || contentType === CONTENT_TYPE_APPLICATION_DATA;
+}
+
+/**
  * The name in the ClientHello at the start of `bytes`, "incomplete" while more bytes are needed, or
  * why it cannot be used. The name is lower case without a trailing dot, as hosts are compared.
- * `afterRetry`: the ClientHello answers a HelloRetryRequest, and may follow a change_cipher_spec.
+ * `afterRetry`: the ClientHello answers a HelloRetryRequest (see passedOverBeforeRetriedHello).
  */
 export function clientHelloName(bytes: Uint8Array, afterRetry = false): ClientHelloName {
   const message = firstHandshakeMessage(bytes, {
     maxBytes: MAX_CLIENT_HELLO_BYTES,
-    skipChangeCipherSpec: afterRetry,
+    ...(afterRetry ? { passOver: passedOverBeforeRetriedHello } : {}),
   });
   if (message.kind !== "message") return message;
   if (message.type !== HANDSHAKE_CLIENT_HELLO) return refused("the first handshake message is not a ClientHello");

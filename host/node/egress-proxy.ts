@@ -259,28 +259,34 @@ export class EgressProxy {
     if (socket.destroyed) return void upstream.destroy();
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
     let cut = false;
-    const carrier = (from: Duplex, to: Duplex, direction: "sent" | "received") => (chunk: Buffer) => {
-      if (cut) return;
-      const room = policy.maxBytes - meter.bytes;
-      const fits = chunk.subarray(0, Math.max(0, room));
-      meter.countBytes(direction, fits.length);
-      // A side that does not read holds the other back: the host never buffers for it.
-      if (fits.length > 0 && !to.write(fits)) {
-        from.pause();
-        to.once("drain", () => from.resume());
-      }
-      if (fits.length < chunk.length) {
-        cut = true;
-        this.#meter.refuse({
-          rule: "byte_budget",
-          host,
-          message: `the job's byte budget of ${policy.maxBytes} bytes is used up`,
-        });
-        to.end(() => to.destroy());
-        from.destroy();
-      }
-    };
-    const send = carrier(socket, upstream, "sent");
+    let checked = false;
+    /** `resumable`: whether `from` may flow again once `to` drains (the job's bytes wait for the checks). */
+    const carrier =
+      (from: Duplex, to: Duplex, direction: "sent" | "received", resumable = () => true) =>
+      (chunk: Buffer) => {
+        if (cut) return;
+        const room = policy.maxBytes - meter.bytes;
+        const fits = chunk.subarray(0, Math.max(0, room));
+        meter.countBytes(direction, fits.length);
+        // A side that does not read holds the other back: the host never buffers for it.
+        if (fits.length > 0 && !to.write(fits)) {
+          from.pause();
+          to.once("drain", () => {
+            if (resumable()) from.resume();
+          });
+        }
+        if (fits.length < chunk.length) {
+          cut = true;
+          this.#meter.refuse({
+            rule: "byte_budget",
+            host,
+            message: `the job's byte budget of ${policy.maxBytes} bytes is used up`,
+          });
+          to.end(() => to.destroy());
+          from.destroy();
+        }
+      };
+    const send = carrier(socket, upstream, "sent", () => checked);
     const receive = carrier(upstream, socket, "received");
     const answers = new ServerAnswers();
     upstream.on("data", (chunk: Buffer) => {
@@ -298,6 +304,7 @@ export class EgressProxy {
       socket.destroy();
       return void upstream.destroy();
     }
+    checked = true;
     send(rest);
     socket.on("data", send);
     socket.once("end", () => upstream.end());

@@ -5,7 +5,6 @@
  */
 
 const RECORD_HEADER_BYTES = 5;
-const CONTENT_TYPE_CHANGE_CIPHER_SPEC = 20;
 const CONTENT_TYPE_HANDSHAKE = 22;
 /** A hello fills one record, two or three with large key shares; more is not a real peer. */
 const MAX_RECORDS = 8;
@@ -23,16 +22,23 @@ export interface MessageLimits {
   /** The longest message accepted, header excluded. */
   maxBytes: number;
   /**
-   * Leading change_cipher_spec records are passed over: TLS 1.3 peers send one in "middlebox
-   * compatibility mode" around a HelloRetryRequest (RFC 8446 §D.4).
+   * Which records before the message are passed over, by content type: a TLS 1.3 peer sends a
+   * change_cipher_spec around a HelloRetryRequest in "middlebox compatibility mode" (RFC 8446 §D.4).
+   * None by default.
    */
-  skipChangeCipherSpec?: boolean;
+  passOver?: (contentType: number) => boolean;
 }
+
+export const CONTENT_TYPE_CHANGE_CIPHER_SPEC = 20;
+export const CONTENT_TYPE_ALERT = 21;
+export const CONTENT_TYPE_APPLICATION_DATA = 23;
 
 export function firstHandshakeMessage(bytes: Uint8Array, limits: MessageLimits): HandshakeMessage {
   const fragments: Uint8Array[] = [];
   let gathered = 0;
-  let offset = limits.skipChangeCipherSpec ? afterChangeCipherSpecs(bytes) : 0;
+  const start = leadingRecordsEnd(bytes, limits.passOver);
+  if (start === null) return incomplete(bytes, limits.maxBytes);
+  let offset = start;
   let needed = Infinity;
   while (gathered < needed) {
     if (fragments.length === MAX_RECORDS) return refused("the handshake message spans too many TLS records");
@@ -61,12 +67,13 @@ export function firstHandshakeMessage(bytes: Uint8Array, limits: MessageLimits):
   };
 }
 
-/** Where the leading, complete change_cipher_spec records end. */
-function afterChangeCipherSpecs(bytes: Uint8Array): number {
+/** Where the leading records to pass over end; null while one of them has not fully arrived. */
+function leadingRecordsEnd(bytes: Uint8Array, passOver: MessageLimits["passOver"]): number | null {
   let offset = 0;
-  while (bytes.length >= offset + RECORD_HEADER_BYTES && bytes[offset] === CONTENT_TYPE_CHANGE_CIPHER_SPEC) {
+  while (passOver && bytes.length > offset && passOver(bytes[offset]!)) {
+    if (bytes.length < offset + RECORD_HEADER_BYTES) return null;
     const end = offset + RECORD_HEADER_BYTES + recordLength(bytes, offset);
-    if (bytes.length < end) break;
+    if (bytes.length < end) return null;
     offset = end;
   }
   return offset;

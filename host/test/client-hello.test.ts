@@ -112,12 +112,17 @@ describe("the server name of a ClientHello", () => {
     expect(clientHelloName(oneRecord)).toMatchObject({ kind: "refused", reason: expect.stringContaining("record") });
   });
 
-  it("passes over a change_cipher_spec before a ClientHello that answers a retry, and only there", async () => {
+  it("passes over a change_cipher_spec and early data before a ClientHello that answers a retry, and only there", async () => {
     const hello = await realClientHello("api.example.com");
     const changeCipherSpec = Buffer.from([20, 3, 3, 0, 1, 1]);
     const retried = Buffer.concat([changeCipherSpec, hello]);
     expect(clientHelloName(retried, true)).toEqual({ kind: "name", name: "api.example.com", end: retried.length });
-    expect(clientHelloName(changeCipherSpec.subarray(0, 4), true)).toEqual({ kind: "incomplete" });
+    // Its header may arrive alone.
+    expect(clientHelloName(changeCipherSpec.subarray(0, 5), true)).toEqual({ kind: "incomplete" });
     expect(clientHelloName(retried)).toMatchObject({ kind: "refused" });
+    // Early data sent with the first hello, which the server skips after a retry (RFC 8446 §4.2.10).
+    const earlyData = Buffer.concat([Buffer.from([23, 3, 3, 0, 32]), Buffer.alloc(32, 7)]);
+    const afterEarlyData = Buffer.concat([changeCipherSpec, earlyData, hello]);
+    expect(clientHelloName(afterEarlyData, true)).toMatchObject({ kind: "name", name: "api.example.com" });
   });
 });

@@ -64,12 +64,34 @@ describe("a server's first answer", () => {
     expect(serverAnswer(fromServer)).toEqual({ kind: "other" });
   });
 
-  it("waits for the rest of a retry, and takes alerts and bytes that are not TLS for no retry", async () => {
+  it("waits for the rest of a retry, passing over alerts and change_cipher_spec before it", async () => {
     const { fromServer } = await tappedHandshake("P-384");
     expect(serverAnswer(fromServer.subarray(0, 40))).toEqual({ kind: "incomplete" });
-    const alert = Buffer.from([21, 3, 3, 0, 2, 2, 40]);
-    expect(serverAnswer(alert)).toEqual({ kind: "other" });
-    expect(serverAnswer(Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"))).toEqual({ kind: "other" });
+    const warning = Buffer.from([21, 3, 3, 0, 2, 1, 112]);
+    const changeCipherSpec = Buffer.from([20, 3, 3, 0, 1, 1]);
+    const before = Buffer.concat([warning, changeCipherSpec]);
+    expect(serverAnswer(Buffer.concat([before, fromServer]))).toMatchObject({ kind: "retry" });
+    // A record passed over may arrive in pieces: its header alone is not yet anything else.
+    expect(serverAnswer(warning.subarray(0, 5))).toEqual({ kind: "incomplete" });
+    // After a fatal alert the server closes; there is no answer to read.
+    expect(serverAnswer(Buffer.from([21, 3, 3, 0, 2, 2, 40]))).toEqual({ kind: "incomplete" });
+  });
+
+  it("is refused when it cannot be read as a ServerHello (a retry the proxy missed would let a hello through)", async () => {
+    const { fromServer } = await tappedHandshake("P-384");
+    const refused = { kind: "refused" };
+    expect(serverAnswer(Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"))).toMatchObject(refused);
+    expect(serverAnswer(Buffer.concat([Buffer.from([22, 3, 3, 0, 0]), fromServer]))).toMatchObject(refused);
+    // The retry in records of 8 bytes: more records than any server uses.
+    const message = fromServer.subarray(5, 5 + fromServer.readUInt16BE(3));
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < message.length; at += 8) {
+      const piece = message.subarray(at, at + 8);
+      pieces.push(Buffer.from([22, 3, 3, 0, piece.length]), piece);
+    }
+    expect(serverAnswer(Buffer.concat(pieces))).toMatchObject(refused);
+    // A handshake message that is not a ServerHello (a HelloRequest).
+    expect(serverAnswer(Buffer.from([22, 3, 3, 0, 4, 0, 0, 0, 0]))).toMatchObject(refused);
   });
 
   it("is refused when a retry shares its record with more (where the next answer starts is unclear)", async () => {
@@ -84,13 +106,19 @@ describe("a server's first answer", () => {
 });
 
 describe("the server's answers in a tunnel", () => {
-  it("are read across chunks, one per ClientHello, and end as closed when the server closes mid-answer", async () => {
+  it("are read across chunks, one per ClientHello; a flood before any is refused, a close mid-answer ends them", async () => {
     const { fromServer } = await tappedHandshake("P-384");
     const answers = new ServerAnswers();
     const first = answers.next();
     for (const byte of fromServer) answers.feed(Buffer.from([byte]));
     expect(await first).toMatchObject({ kind: "retry" });
     expect(await answers.next()).toEqual({ kind: "other" });
+
+    const flooded = new ServerAnswers();
+    // Warning alerts, each passed over: the hello never comes.
+    const chunk = Buffer.concat(Array.from({ length: 9_000 }, () => Buffer.from([21, 3, 3, 0, 2, 1, 112])));
+    for (let sent = 0; sent < 100; sent++) flooded.feed(chunk);
+    expect(await flooded.next()).toMatchObject({ kind: "refused" });
 
     const cut = new ServerAnswers();
     cut.feed(fromServer.subarray(0, 20));
