@@ -167,6 +167,25 @@ describe("a synchronous job's journal", () => {
     expect(row?.status).toBe("cancelled");
   });
 
+  it("holds a cancelled job's slot until its runner answers (a cancelled isolate runs on in production)", async () => {
+    const answer = await answerFor(newExecutionId());
+    const id = answer.id;
+    await admitJournaled(id, Date.now() + 60_000);
+    const cancelled = await call(`/v1/executions/${id}/cancel`, { method: "POST", key: tenant.key });
+    expect(cancelled.body).toMatchObject({ status: "cancelled" });
+    await ledgerOf(env, tenant.id).logged();
+
+    // Found as cancelled, in the log, while the tenant's only slot is still held by the run.
+    expect((await tenant.get(`/v1/executions/${id}`)).body).toMatchObject({ id, status: "cancelled" });
+    const refused = await tenant.execute({ code: TRIVIAL });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.code).toBe("RATE_LIMITED");
+
+    await ledgerOf(env, tenant.id).complete(id, answer);
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+    expect((await tenant.get(`/v1/executions/${id}`)).body).toMatchObject({ status: "cancelled" });
+  });
+
   it("wakes a waiter when the runner answers", async () => {
     const answer = await answerFor(newExecutionId());
     const id = answer.id;

@@ -113,9 +113,12 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     const row = this.#row();
     if (!row || row.result_json !== null) return this.#state();
     const ticket = this.#ticket(row);
+    // Its slot stays held until the run returns (#execute): a cancelled isolate in production runs on
+    // to its CPU limit, and a slot freed at once would let a tenant run any number of jobs at a time.
     await this.#finish(
       ticket,
       await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
+      { holdSlot: true },
     );
     await cancelOnItsHome(this.#home(), ticket.prepared);
     return this.#state();
@@ -158,17 +161,19 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     await this.ctx.storage.setAlarm(ticket.acceptedAt + ticket.prepared.limits.timeoutMs + REPORT_GRACE_MS);
   }
 
-  async #execute(ticket: JobTicket): Promise<ExecutionResult> {
+  async #execute(ticket: JobTicket): Promise<void> {
     const result = await runOnItsHome(this.#home(), ticket);
-    // A job cancelled (or given up) meanwhile keeps the result it already has.
+    // A job cancelled (or given up) meanwhile keeps the result it already has, and one deleted after
+    // its cancellation stays deleted; either way its run is over now.
     const current = this.#state();
-    if (current.found && current.finished) return current.result;
-    const stored = storableResult(result);
-    await this.#finish(ticket, stored);
-    return stored;
+    if (!current.found || current.finished) {
+      await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
+      return;
+    }
+    await this.#finish(ticket, storableResult(result));
   }
 
-  async #finish(ticket: JobTicket, result: ExecutionResult): Promise<void> {
+  async #finish(ticket: JobTicket, result: ExecutionResult, options: { holdSlot?: boolean } = {}): Promise<void> {
     this.#sql.exec(
       "UPDATE job SET status = ?, result_json = ? WHERE id = ?",
       result.status,
@@ -181,7 +186,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     // log row written and its concurrency slot free. The row is written before the slot is freed: the
     // ledger sends lookups here only while the slot is held, so a job is always found in one place.
     await Promise.all([saveExecution(this.env.DB, result, { tracked: true }), this.ctx.storage.deleteAlarm()]);
-    await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
+    if (!options.holdSlot) await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
     for (const wake of [...this.#waiters]) wake();
   }
 

@@ -158,8 +158,12 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
    */
   async complete(executionId: string, result: ExecutionResult): Promise<ExecutionResult | null> {
     const row = this.#journalRow(executionId);
-    if (!row) return null;
-    if (row.result_json !== null) return readStoredResult(row.result_json);
+    const kept = row?.result_json ?? null;
+    if (!row || kept !== null) {
+      // Cancelled meanwhile: its runner has stopped now, so its slot is free.
+      this.#sql.exec("DELETE FROM leases WHERE id = ?", stoppingLeaseId(executionId));
+      return kept === null ? null : readStoredResult(kept);
+    }
     const stored = storableResult(result);
     this.#settle(executionId, stored);
     return stored;
@@ -197,7 +201,9 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     const row = this.#journalRow(executionId);
     if (row && row.result_json === null) {
       const entry = JSON.parse(row.entry_json) as JournalEntry;
-      this.#settle(executionId, given(entry, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"));
+      this.#settle(executionId, given(entry, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"), {
+        untilStopped: true,
+      });
       await cancelOnItsHome(
         { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) },
         entry.prepared,
@@ -334,10 +340,20 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     return this.#count("SELECT COUNT(*) AS n FROM leases");
   }
 
-  /** Records a journaled job's final result, frees its slot, wakes its waiters and sends it to the log. */
-  #settle(executionId: string, result: ExecutionResult): void {
+  /**
+   * Records a journaled job's final result, frees its slot, wakes its waiters and sends it to the log.
+   * `untilStopped`: the slot stays held, under another id, until the runner answers (`complete`) or
+   * the lease expires. A cancelled isolate in production runs on to its CPU limit: a slot freed at
+   * once would let a tenant run any number of jobs at a time by cancelling each one.
+   */
+  #settle(executionId: string, result: ExecutionResult, options: { untilStopped?: boolean } = {}): void {
     this.#sql.exec("UPDATE journal SET result_json = ? WHERE id = ?", JSON.stringify(result), executionId);
-    this.#sql.exec("DELETE FROM leases WHERE id = ?", executionId);
+    if (options.untilStopped) {
+      // Under its own id the job is no longer "leased" to #locate, which would send lookups to a tracker.
+      this.#sql.exec("UPDATE leases SET id = ? WHERE id = ?", stoppingLeaseId(executionId), executionId);
+    } else {
+      this.#sql.exec("DELETE FROM leases WHERE id = ?", executionId);
+    }
     for (const wake of [...(this.#waiters.get(executionId) ?? [])]) wake();
     this.#waiters.delete(executionId);
     this.#sendToLog();
@@ -462,4 +478,9 @@ function given(
     finishedAt: new Date(),
   };
   return abandonedResult(record, { metadata: entry.metadata }, entry.prepared, code, message);
+}
+
+/** The lease of a cancelled synchronous job whose runner has not answered yet. */
+function stoppingLeaseId(executionId: string): string {
+  return `${executionId}#stopping`;
 }

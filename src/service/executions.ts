@@ -8,7 +8,7 @@ import type { JournalEntry, LedgerLocation } from "../durable/tenant-ledger";
 import { CordonError, ErrorCode } from "../errors";
 import { instrumentJob, type ExportKind, type Violation } from "../edge/instrument";
 import { prepareEdgeJob } from "../edge/prepare";
-import { REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type HomeContext } from "../jobs/homes";
+import { cancelOnItsHome, REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type HomeContext } from "../jobs/homes";
 import { checkNodeCode, prepareNodeJob } from "../node/prepare";
 import { nodeHomeHasNetwork } from "../node/select-home";
 import { newId } from "../ids";
@@ -77,9 +77,13 @@ export async function execute(
       () => false,
     );
     const running = runOnItsHome(context, ticket, admitted);
-    // A refused job's result is dropped: it ends with this request (on the local host, by its deadline).
+    // A refused job's result is dropped, and the job stopped where its home allows it (on the local
+    // host it would otherwise run on, holding a runner, until its deadline).
     running.catch(() => undefined);
-    rate = await admission;
+    rate = await admission.catch((error: unknown) => {
+      context.waitUntil(cancelOnItsHome(context, prepared).catch(() => undefined));
+      throw error;
+    });
     result = await running;
   } else {
     rate = await admission;
