@@ -54,6 +54,8 @@ const MIGRATIONS: readonly string[] = [
 export class ExecutionTracker extends DurableObject<Env> implements ExecutionTrackerApi {
   readonly #sql: SqlStorage;
   readonly #waiters = new Set<() => void>();
+  /** The log write of the job's result while it is under way (forget waits for it). */
+  #logWrite: Promise<unknown> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -128,6 +130,9 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   async forget(): Promise<boolean> {
     const row = this.#row();
     if (!row || row.result_json === null) return false;
+    // The result is set before its log row is written: a row still being written would land after
+    // the deletion and bring the job back.
+    await this.#logWrite;
     await deleteExecution(this.env.DB, row.tenant_id, row.id);
     this.#sql.exec("DELETE FROM job");
     this.#sql.exec("DELETE FROM ticket_part");
@@ -185,7 +190,16 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     // All done before the answer, so a caller that reads, lists or sends its next job on it finds the
     // log row written and its concurrency slot free. The row is written before the slot is freed: the
     // ledger sends lookups here only while the slot is held, so a job is always found in one place.
-    await Promise.all([saveExecution(this.env.DB, result, { tracked: true }), this.ctx.storage.deleteAlarm()]);
+    const logWrite = Promise.all([
+      saveExecution(this.env.DB, result, { tracked: true }),
+      this.ctx.storage.deleteAlarm(),
+    ]);
+    this.#logWrite = logWrite.catch(() => undefined);
+    try {
+      await logWrite;
+    } finally {
+      this.#logWrite = null;
+    }
     if (!options.holdSlot) await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
     for (const wake of [...this.#waiters]) wake();
   }
