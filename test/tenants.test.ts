@@ -144,10 +144,27 @@ describe("rate limits", () => {
     expect(Number(accepted?.headers.get("ratelimit-reset"))).toBeGreaterThan(0);
   });
 
-  it("does not count code refused before running", async () => {
-    const tenant = await createTenant({ rateLimit: 1 });
+  it("counts code refused before running, and validations, but gives them no concurrency slot", async () => {
+    const tenant = await createTenant({ rateLimit: 3, maxConcurrency: 1 });
+    const validated = await postJson("/v1/validate", { code: TRIVIAL }, tenant.key);
+    expect(validated.status).toBe(200);
+    expect(validated.headers.get("ratelimit-remaining")).toBe("2");
     expect((await tenant.execute({ code: "export default (" })).status).toBe(422);
+    const accepted = await tenant.execute({ code: TRIVIAL });
+    expect(accepted.status).toBe(200);
+    expect(accepted.headers.get("ratelimit-remaining")).toBe("0");
+    const over = await postJson("/v1/validate", { code: TRIVIAL }, tenant.key);
+    expect(over.status).toBe(429);
+    expect(over.body.error).toMatchObject({ code: "RATE_LIMITED", limit: "tenant_rate" });
+  });
+
+  it("answers code sent over the limit with 429 before checking it", async () => {
+    const tenant = await createTenant({ rateLimit: 1 });
     expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+    // Checked, this code would be refused with 422; over the limit it is not looked at.
+    const over = await tenant.execute({ code: "export default (" });
+    expect(over.status).toBe(429);
+    expect(over.body.error?.code).toBe("RATE_LIMITED");
   });
 
   it("applies a key's own limit", async () => {

@@ -24,13 +24,17 @@ import type { ExecutionProgress, ExecutionRequest, ExecutionResult } from "../sc
 import { readStoredResult, saveExecutionStatement } from "../store/executions";
 import { storableResult } from "../store/storable";
 
-export interface AdmitRequest {
-  /** The job's execution id, which is also its lease's id. */
-  executionId: string;
+/** A request's place in its tenant's (and key's) hourly window. */
+export interface RateRequest {
   keyId: string;
   tenantLimit: number;
   keyLimit: number | null;
   windowMs: number;
+}
+
+export interface AdmitRequest extends RateRequest {
+  /** The job's execution id, which is also its lease's id. */
+  executionId: string;
   maxConcurrency: number;
   /** A lease that is never released (a dispatcher died mid-job) frees itself after this long. */
   leaseMs: number;
@@ -60,6 +64,7 @@ export type AdmitResult =
       resetMs: number;
       retryAfterMs: number;
     };
+type RateRefusal = Extract<AdmitResult, { allowed: false }>;
 
 /** Where an execution of this tenant is held while it is not (yet) in the execution log. */
 export type LedgerLocation =
@@ -68,6 +73,8 @@ export type LedgerLocation =
 /** The ledger as its callers see it (see ExecutionTrackerApi for why stubs use a plain interface). */
 export interface TenantLedgerApi {
   admit(request: AdmitRequest): Promise<AdmitResult>;
+  charge(request: RateRequest): Promise<AdmitResult>;
+  peek(request: RateRequest): Promise<AdmitResult>;
   complete(executionId: string, result: ExecutionResult): Promise<ExecutionResult | null>;
   release(executionId: string): Promise<void>;
   locate(executionId: string): Promise<LedgerLocation>;
@@ -149,6 +156,24 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       await this.#armBy(entry.deadline);
     }
     return verdict;
+  }
+
+  /**
+   * Counts a request that had its code checked but runs nothing (validation, or code the checks
+   * refused) against the window: checking 256 KiB of code costs the dispatcher up to a quarter of a
+   * second, so it is not free. No concurrency slot is taken.
+   */
+  async charge(request: RateRequest): Promise<AdmitResult> {
+    const now = Date.now();
+    const verdict = this.#rateVerdict(request, now);
+    if (!verdict.allowed) return verdict;
+    this.#recordHit(request.keyId, now);
+    return { ...verdict, remaining: verdict.remaining - 1 };
+  }
+
+  /** Whether the window has room, recording nothing. */
+  async peek(request: RateRequest): Promise<AdmitResult> {
+    return this.#rateVerdict(request, Date.now());
   }
 
   /**
@@ -251,8 +276,19 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
 
   #acquire(request: AdmitRequest): AdmitResult {
     const now = Date.now();
-    this.#expireHits(now - request.windowMs, now);
+    const verdict = this.#rateVerdict(request, now);
+    if (!verdict.allowed) return verdict;
+    if (this.#runningCount(request.maxConcurrency, now) >= request.maxConcurrency) {
+      return { ...verdict, allowed: false, reason: "concurrency", retryAfterMs: CONCURRENCY_RETRY_MS };
+    }
+    this.#recordHit(request.keyId, now);
+    this.#sql.exec("INSERT INTO leases (id, expires_at) VALUES (?, ?)", request.executionId, now + request.leaseMs);
+    return { ...verdict, remaining: verdict.remaining - 1 };
+  }
 
+  /** The tenant's and the key's window: room (with the tenant's status), or why not. */
+  #rateVerdict(request: RateRequest, now: number): Extract<AdmitResult, { allowed: true }> | RateRefusal {
+    this.#expireHits(now - request.windowMs, now);
     const { tenantHits, oldest } = this.#windowTotals();
     const resetMs = oldest === null ? request.windowMs : oldest + request.windowMs - now;
     const status = { limit: request.tenantLimit, remaining: Math.max(0, request.tenantLimit - tenantHits), resetMs };
@@ -277,23 +313,17 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
         };
       }
     }
-    if (this.#runningCount(request.maxConcurrency, now) >= request.maxConcurrency) {
-      return { allowed: false, reason: "concurrency", ...status, retryAfterMs: CONCURRENCY_RETRY_MS };
-    }
+    return { allowed: true, ...status };
+  }
 
-    this.#sql.exec("INSERT INTO hits (ts, key_id) VALUES (?, ?)", now, request.keyId);
+  #recordHit(keyId: string, now: number): void {
+    const { tenantHits, oldest } = this.#windowTotals();
+    this.#sql.exec("INSERT INTO hits (ts, key_id) VALUES (?, ?)", now, keyId);
     this.#sql.exec(
       "INSERT INTO hit_counts (key_id, n) VALUES (?, 1) ON CONFLICT (key_id) DO UPDATE SET n = n + 1",
-      request.keyId,
+      keyId,
     );
-    this.#sql.exec("INSERT INTO leases (id, expires_at) VALUES (?, ?)", request.executionId, now + request.leaseMs);
     this.#window = { tenantHits: tenantHits + 1, oldest: oldest ?? now };
-    return {
-      allowed: true,
-      limit: request.tenantLimit,
-      remaining: status.remaining - 1,
-      resetMs: oldest === null ? request.windowMs : resetMs,
-    };
   }
 
   /**

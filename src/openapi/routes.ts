@@ -139,12 +139,12 @@ export const ROUTES: readonly RouteDoc[] = [
   {
     method: "post",
     path: "/v1/validate",
-    summary: "Check code at a trust level without running it",
+    summary: "Check code at a trust level without running it (counts against the hourly rate limit)",
     tag: "executions",
     auth: "apiKey",
     body: ValidateRequest,
     responses: { 200: { description: "The problems found (none when valid)", schema: ValidationReport } },
-    errors: [400, 401, 403, 413, 415, 422],
+    errors: [400, 401, 403, 413, 415, 422, 429],
   },
   {
     method: "post",

@@ -4,6 +4,7 @@ import { requireApiKey, type TenantEnv } from "../middleware/auth";
 import { readJsonBody } from "../middleware/json-body";
 import { ValidateRequest } from "../schemas";
 import { validateCode } from "../service/executions";
+import { setRateHeaders } from "./rate-headers";
 import { serviceContext } from "./service-context";
 
 export const validate = new Hono<TenantEnv>();
@@ -11,5 +12,7 @@ validate.use(requireApiKey);
 
 validate.post("/", async (c) => {
   const request = await readJsonBody(c.req.raw, ValidateRequest);
-  return c.json(validateCode(serviceContext(c), request));
+  const { report, rate } = await validateCode(serviceContext(c), request);
+  setRateHeaders(c, rate);
+  return c.json(report);
 });

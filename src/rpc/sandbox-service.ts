@@ -115,7 +115,7 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
   async validate(apiKey: string, request: z.input<typeof ValidateRequest>): Promise<RpcReply<ValidationReport>> {
     return this.#call(apiKey, async (context) => ({
       ok: true,
-      value: validateCode(context, parse(ValidateRequest, request)),
+      value: (await validateCode(context, parse(ValidateRequest, request))).report,
     }));
   }
 

@@ -22,12 +22,19 @@ const MAX_TENANTS = 10_000;
 const refusedUntil = new Map<string, number>();
 
 export function mayStartEarly(tenantId: string, prepared: PreparedJob | PreparedNodeJob): boolean {
-  if (!startsWithoutEffects(prepared)) return false;
+  return startsWithoutEffects(prepared) && !refusedRecently(tenantId);
+}
+
+/**
+ * Whether the tenant was refused, or used its last admission of the window, in this isolate in the
+ * last REFUSAL_MEMORY_MS (admission.ts also asks, before it lets such a tenant's code be checked).
+ */
+export function refusedRecently(tenantId: string): boolean {
   const until = refusedUntil.get(tenantId);
-  if (until === undefined) return true;
-  if (until > Date.now()) return false;
+  if (until === undefined) return false;
+  if (until > Date.now()) return true;
   refusedUntil.delete(tenantId);
-  return true;
+  return false;
 }
 
 /** Records an admission answer: a refusal, or an admission that left no room in the rate window. */

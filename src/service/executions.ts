@@ -23,7 +23,14 @@ import {
   type ExecutionPage,
 } from "../store/executions";
 import type { Caller } from "../tenants/authenticate";
-import { admitExecution, ledgerOf, releaseLease, type RateInfo } from "./admission";
+import {
+  admitExecution,
+  chargeCheck,
+  ledgerOf,
+  releaseLease,
+  requireRoomIfRecentlyRefused,
+  type RateInfo,
+} from "./admission";
 import { mayStartEarly } from "./early-start";
 
 /** A request's bindings, loopback exports and lifetime (where its synchronous jobs run), and its caller. */
@@ -32,23 +39,32 @@ export interface ServiceContext extends HomeContext {
 }
 
 /**
- * Static checks and instrumentation. They run before admission, so refused code does not use up the
- * tenant's quota.
+ * Static checks and instrumentation, before admission. Code they refuse takes no concurrency slot,
+ * but counts against the tenant's hourly window like a validation (chargeCheck): checking it was
+ * work. A tenant refused lately is asked of its ledger before its code is checked at all.
  */
 async function prepare(context: ServiceContext, job: ExecutionRequest): Promise<AdmittedJob> {
   const { env, caller } = context;
+  await requireRoomIfRecentlyRefused(env, caller);
   const trustLevel = effectiveTrustLevel(job.trustLevel, caller.tenant.maxTrustLevel, job.runtime);
   const acceptedAt = Date.now();
   const executionId = newId("exec");
-  const prepared =
-    job.runtime === "node"
-      ? prepareNodeJob(job, {
-          executionId,
-          trustLevel,
-          tenantId: caller.tenant.id,
-          networkAvailable: nodeHomeHasNetwork(env),
-        })
-      : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
+  let prepared: AdmittedJob["prepared"];
+  try {
+    prepared =
+      job.runtime === "node"
+        ? prepareNodeJob(job, {
+            executionId,
+            trustLevel,
+            tenantId: caller.tenant.id,
+            networkAvailable: nodeHomeHasNetwork(env),
+          })
+        : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
+  } catch (error) {
+    // The refusal is the answer; a full window only shows on the tenant's next request.
+    if (error instanceof CordonError) await chargeCheck(env, caller).catch(() => undefined);
+    throw error;
+  }
   return { job, prepared, tenantId: caller.tenant.id, acceptedAt, codeSha256: await sha256Hex(job.code) };
 }
 
@@ -274,7 +290,16 @@ export interface ValidationReport {
   )[];
 }
 
-export function validateCode(context: ServiceContext, request: ValidateRequest): ValidationReport {
+/** Counts against the tenant's hourly window (chargeCheck), before the code is checked. */
+export async function validateCode(
+  context: ServiceContext,
+  request: ValidateRequest,
+): Promise<{ report: ValidationReport; rate: RateInfo }> {
+  const rate = await chargeCheck(context.env, context.caller);
+  return { report: checkCode(context, request), rate };
+}
+
+function checkCode(context: ServiceContext, request: ValidateRequest): ValidationReport {
   const trustLevel = effectiveTrustLevel(request.trustLevel, context.caller.tenant.maxTrustLevel, request.runtime);
   const refused = new Set(CORDONS[trustLevel].refusedConstructs);
   if (request.runtime === "node") {
