@@ -19,6 +19,13 @@ export type EdgeEvent = { type: "call"; callId: string; call: unknown } | { type
 
 /** A finished job whose last event nobody collected is forgotten after this long. */
 const UNCOLLECTED_TTL_MS = 60_000;
+/**
+ * How long a cancel for a job not seen yet is remembered: its run may still be on its way (an early
+ * start refused admission sends its cancel right away). Longer than any job's timeout.
+ */
+const EARLY_CANCEL_TTL_MS = 10 * 60_000;
+/** Early cancels remembered at most; past this the oldest is forgotten. */
+const MAX_EARLY_CANCELS = 10_000;
 
 interface Job {
   events: EdgeEvent[];
@@ -30,6 +37,8 @@ interface Job {
 export class EdgeJobs {
   readonly #edge: EdgeCordons;
   readonly #jobs = new Map<string, Job>();
+  /** Jobs cancelled before their run arrived, with when to forget them. */
+  readonly #cancelledEarly = new Map<string, number>();
 
   constructor(edge: EdgeCordons) {
     this.#edge = edge;
@@ -38,6 +47,10 @@ export class EdgeJobs {
   /** `deadline`: epoch ms at which the job's time is up, waiting for a runner included. */
   start(executionId: string, cordon: Cordon, body: string, deadline: number): Promise<EdgeEvent> {
     if (this.#jobs.has(executionId)) return Promise.resolve(done({ ok: false, error: duplicate(executionId) }));
+    if (this.#wasCancelledEarly(executionId)) {
+      const message = "the job was cancelled before it reached its runner; it never started";
+      return Promise.resolve(done({ ok: false, error: { code: "SANDBOX_UNAVAILABLE", message } }));
+    }
     const job: Job = { events: [], waiter: undefined, pending: new Map(), finished: false };
     this.#jobs.set(executionId, job);
     void this.#edge.run(cordon, body, deadline, executionId).then((outcome) => {
@@ -56,6 +69,13 @@ export class EdgeJobs {
     return this.#next(executionId, job);
   }
 
+  #wasCancelledEarly(executionId: string): boolean {
+    const until = this.#cancelledEarly.get(executionId);
+    if (until === undefined) return false;
+    this.#cancelledEarly.delete(executionId);
+    return until > Date.now();
+  }
+
   /** The dispatcher's answer to one call; resolves with the job's next event. */
   answer(executionId: string, callId: string, answer: unknown): Promise<EdgeEvent> | undefined {
     const job = this.#jobs.get(executionId);
@@ -65,8 +85,14 @@ export class EdgeJobs {
     return this.#next(executionId, job);
   }
 
-  /** Stops a running job by killing its runner process. */
+  /** Stops a running job by killing its runner process; a job not seen yet will not start. */
   cancel(executionId: string): Promise<boolean> {
+    if (!this.#jobs.has(executionId)) {
+      if (this.#cancelledEarly.size >= MAX_EARLY_CANCELS) {
+        this.#cancelledEarly.delete(this.#cancelledEarly.keys().next().value ?? "");
+      }
+      this.#cancelledEarly.set(executionId, Date.now() + EARLY_CANCEL_TTL_MS);
+    }
     return this.#edge.cancel(executionId);
   }
 

@@ -5,6 +5,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { BindingSession } from "../src/bindings/session";
+import { hostRunner } from "../src/edge/host-runner";
 import { prepareEdgeJob } from "../src/edge/prepare";
 import { prepareNodeJob } from "../src/node/prepare";
 import { tenantKvPrefix } from "../src/bindings/kv";
@@ -75,6 +76,19 @@ describe("a job started before its admission answer", () => {
     const read = await tenant.execute({ code: "export default async (_input, { env }) => env.KV.get('early')" });
     expect(read.status).toBe(200);
     expect(read.body.output).toBeNull();
+  });
+});
+
+describe("a refused early start on the local host", () => {
+  it("never starts there when its cancel arrives before its run (the dispatcher cancels it on refusal)", async () => {
+    const executionId = `exec_${crypto.randomUUID().replaceAll("-", "")}`;
+    const job = ExecutionRequest.parse({ runtime: "edge", code: "export default async () => 'ran'" });
+    const { runnerRequest } = prepareEdgeJob(job, { executionId, trustLevel: "high", acceptedAt: Date.now() });
+    const runner = hostRunner(env.CORDON_HOST_URL, env.CORDON_HOST_TOKEN);
+    await runner.cancel(executionId);
+    const reply = await runner.run(runnerRequest, sessionFor("ten_early", Promise.resolve(false)));
+    expect(reply).toMatchObject({ ok: false, error: { code: "SANDBOX_UNAVAILABLE" } });
+    expect(reply.ok ? "" : reply.error.message).toContain("never started");
   });
 });
 

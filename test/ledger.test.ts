@@ -186,6 +186,15 @@ describe("a synchronous job's journal", () => {
     expect((await tenant.get(`/v1/executions/${id}`)).body).toMatchObject({ status: "cancelled" });
   });
 
+  it("frees a cancelled job's slot at its deadline when its runner never answers", async () => {
+    const id = newExecutionId();
+    await admitJournaled(id, Date.now() + 300);
+    await call(`/v1/executions/${id}/cancel`, { method: "POST", key: tenant.key });
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(429);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+  });
+
   it("wakes a waiter when the runner answers", async () => {
     const answer = await answerFor(newExecutionId());
     const id = answer.id;

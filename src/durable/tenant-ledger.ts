@@ -227,7 +227,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     if (row && row.result_json === null) {
       const entry = JSON.parse(row.entry_json) as JournalEntry;
       this.#settle(executionId, given(entry, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"), {
-        untilStopped: true,
+        stoppedBy: entry.deadline,
       });
       await cancelOnItsHome(
         { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) },
@@ -372,15 +372,21 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
 
   /**
    * Records a journaled job's final result, frees its slot, wakes its waiters and sends it to the log.
-   * `untilStopped`: the slot stays held, under another id, until the runner answers (`complete`) or
-   * the lease expires. A cancelled isolate in production runs on to its CPU limit: a slot freed at
-   * once would let a tenant run any number of jobs at a time by cancelling each one.
+   * `stoppedBy`: the slot stays held, under another id, until the runner answers (`complete`) or this
+   * time (the job's deadline, when the ledger would have given it up). A cancelled isolate in
+   * production runs on to its CPU limit: a slot freed at once would let a tenant run any number of
+   * jobs at a time by cancelling each one.
    */
-  #settle(executionId: string, result: ExecutionResult, options: { untilStopped?: boolean } = {}): void {
+  #settle(executionId: string, result: ExecutionResult, options: { stoppedBy?: number } = {}): void {
     this.#sql.exec("UPDATE journal SET result_json = ? WHERE id = ?", JSON.stringify(result), executionId);
-    if (options.untilStopped) {
+    if (options.stoppedBy !== undefined) {
       // Under its own id the job is no longer "leased" to #locate, which would send lookups to a tracker.
-      this.#sql.exec("UPDATE leases SET id = ? WHERE id = ?", stoppingLeaseId(executionId), executionId);
+      this.#sql.exec(
+        "UPDATE leases SET id = ?, expires_at = MIN(expires_at, ?) WHERE id = ?",
+        stoppingLeaseId(executionId),
+        options.stoppedBy,
+        executionId,
+      );
     } else {
       this.#sql.exec("DELETE FROM leases WHERE id = ?", executionId);
     }

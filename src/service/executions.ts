@@ -62,7 +62,7 @@ async function prepare(context: ServiceContext, job: ExecutionRequest): Promise<
         : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
   } catch (error) {
     // The refusal is the answer; a full window only shows on the tenant's next request.
-    if (error instanceof CordonError) await chargeCheck(env, caller).catch(() => undefined);
+    if (refusedByChecks(error)) await chargeCheck(env, caller).catch(() => undefined);
     throw error;
   }
   return { job, prepared, tenantId: caller.tenant.id, acceptedAt, codeSha256: await sha256Hex(job.code) };
@@ -290,17 +290,26 @@ export interface ValidationReport {
   )[];
 }
 
+/** The code did not pass the static checks (it was parsed), as opposed to a refusal before them. */
+function refusedByChecks(error: unknown): boolean {
+  return (
+    error instanceof CordonError &&
+    (error.code === ErrorCode.VALIDATION_ERROR || error.code === ErrorCode.SANDBOX_SECURITY_VIOLATION)
+  );
+}
+
 /** Counts against the tenant's hourly window (chargeCheck), before the code is checked. */
 export async function validateCode(
   context: ServiceContext,
   request: ValidateRequest,
 ): Promise<{ report: ValidationReport; rate: RateInfo }> {
+  // A level above the tenant's ceiling is refused (403) before anything is checked or counted.
+  const trustLevel = effectiveTrustLevel(request.trustLevel, context.caller.tenant.maxTrustLevel, request.runtime);
   const rate = await chargeCheck(context.env, context.caller);
-  return { report: checkCode(context, request), rate };
+  return { report: checkCode(request, trustLevel), rate };
 }
 
-function checkCode(context: ServiceContext, request: ValidateRequest): ValidationReport {
-  const trustLevel = effectiveTrustLevel(request.trustLevel, context.caller.tenant.maxTrustLevel, request.runtime);
+function checkCode(request: ValidateRequest, trustLevel: TrustLevel): ValidationReport {
   const refused = new Set(CORDONS[trustLevel].refusedConstructs);
   if (request.runtime === "node") {
     const problems = checkNodeCode(request.code, refused);
