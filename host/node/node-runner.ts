@@ -37,6 +37,10 @@ const DEFAULT_SANDBOX_ID = 65534;
 const STALE_CGROUP_MS = 10 * 60_000;
 /** How long `prewarm` waits for the pool to fill. */
 const PREWARM_TIMEOUT_MS = 15_000;
+/** How long a cancel for a job not seen yet is remembered: longer than any job's timeout. */
+const EARLY_CANCEL_TTL_MS = 15 * 60_000;
+/** Early cancels remembered at most; past this the oldest is forgotten. */
+const MAX_EARLY_CANCELS = 10_000;
 
 export interface NodeRunnerOptions {
   /** Sandboxes running at once (default 4). */
@@ -89,6 +93,10 @@ export class NodeRunner {
   readonly #maxConcurrent: number;
   readonly #waiting: (() => void)[] = [];
   readonly #jobs = new Map<string, SandboxJob>();
+  /** Jobs installing packages or waiting for a slot, and whether they were cancelled meanwhile. */
+  readonly #pending = new Map<string, boolean>();
+  /** Cancels for jobs not seen yet, with when to forget them. */
+  readonly #earlyCancels = new Map<string, number>();
   readonly #pool: WarmPool | undefined;
   readonly #packages: PackageCache | undefined;
   readonly #sharePackages: boolean;
@@ -170,20 +178,43 @@ export class NodeRunner {
     };
   }
 
-  async run(request: NodeRunRequest): Promise<NodeRunReply> {
+  async run(received: NodeRunRequest): Promise<NodeRunReply> {
     const env = this.#env;
     const pool = this.#pool;
     if (!env || !pool) return unavailable(this.#problem ?? "unavailable");
+    const { executionId } = received;
+    if (this.#takeEarlyCancel(executionId)) return neverStarted("it was cancelled before it reached the host");
+    // The job's time counts from here: installing and waiting for a slot use it up, so a job never
+    // runs after the dispatcher has given it up.
+    const deadline = Date.now() + received.timeoutMs;
+    this.#pending.set(executionId, false);
     const extra: ExtraMetrics = {};
     let lease: PackageLease | undefined;
-    if (request.packages && request.packages.length > 0) {
-      const resolved = await this.#installFor(request.packages, request.tenantId);
-      if (!resolved.ok) return resolved.reply;
-      lease = resolved.lease;
-      extra.installMs = resolved.installMs;
-      extra.packageCache = resolved.outcome;
+    let cancelled: boolean;
+    try {
+      if (received.packages && received.packages.length > 0) {
+        const resolved = await this.#installFor(received.packages, received.tenantId);
+        if (!resolved.ok) return resolved.reply;
+        lease = resolved.lease;
+        extra.installMs = resolved.installMs;
+        extra.packageCache = resolved.outcome;
+      }
+      await this.#acquire();
+    } finally {
+      cancelled = this.#pending.get(executionId) === true;
+      this.#pending.delete(executionId);
     }
-    await this.#acquire();
+    const left = deadline - Date.now();
+    if (cancelled || left <= 0) {
+      lease?.release();
+      this.#release();
+      return neverStarted(
+        cancelled
+          ? "it was cancelled while it waited"
+          : "installing its packages and waiting for a sandbox used up its timeout",
+      );
+    }
+    const request = left < received.timeoutMs ? { ...received, timeoutMs: left } : received;
     const sandboxes: Sandbox[] = [];
     try {
       const shape = shapeOf(request, lease && { key: lease.key, dir: lease.dir });
@@ -239,11 +270,32 @@ export class NodeRunner {
     }
   }
 
-  /** Kills a running job's processes; false when no such job runs here. */
+  /**
+   * Kills a running job's processes, or keeps a job that is installing or waiting for a slot from
+   * starting; false when no such job is here yet (it is then refused if it arrives later: a refused
+   * early start is cancelled right away, and its run may still be on its way).
+   */
   cancel(executionId: string): boolean {
     const job = this.#jobs.get(executionId);
-    job?.cancel();
-    return job !== undefined;
+    if (job) {
+      job.cancel();
+      return true;
+    }
+    if (this.#pending.has(executionId)) {
+      this.#pending.set(executionId, true);
+      return true;
+    }
+    if (this.#earlyCancels.size >= MAX_EARLY_CANCELS)
+      this.#earlyCancels.delete(this.#earlyCancels.keys().next().value ?? "");
+    this.#earlyCancels.set(executionId, Date.now() + EARLY_CANCEL_TTL_MS);
+    return false;
+  }
+
+  #takeEarlyCancel(executionId: string): boolean {
+    const until = this.#earlyCancels.get(executionId);
+    if (until === undefined) return false;
+    this.#earlyCancels.delete(executionId);
+    return until > Date.now();
   }
 
   /**
@@ -310,6 +362,10 @@ export class NodeRunner {
 
 function unavailable(message: string): InstallFailure {
   return { ok: false, error: { code: "SANDBOX_UNAVAILABLE", message } };
+}
+
+function neverStarted(why: string): InstallFailure {
+  return unavailable(`the job never started: ${why}`);
 }
 
 /** The pool size of every cordon: `sizes` for all of them, or the cordons it names (the others: 1). */

@@ -1006,6 +1006,39 @@ describe("node jobs: npm packages", () => {
   );
 });
 
+describe("node jobs: waiting for a slot", () => {
+  const single = new NodeRunner({ warmPerCordon: 0, maxConcurrent: 1 });
+  runners.push(single);
+  const sleeps = (ms: number) =>
+    `module.exports = async () => { await new Promise((r) => setTimeout(r, ${ms})); return 'ran' }`;
+
+  it("never starts a job cancelled while it waits, nor one cancelled before it arrived", async () => {
+    const holder = reply(single, request(sleeps(1_000)));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const queued = request("module.exports = async () => 'ran'");
+    const waiting = reply(single, queued);
+    expect(single.cancel(queued.executionId)).toBe(true);
+    const waited = await waiting;
+    expect(waited).toMatchObject({ ok: false, error: { code: "SANDBOX_UNAVAILABLE" } });
+    expect(!waited.ok && waited.error.message).toContain("cancelled while it waited");
+
+    const early = request("module.exports = async () => 'ran'");
+    expect(single.cancel(early.executionId)).toBe(false);
+    const answer = await reply(single, early);
+    expect(answer).toMatchObject({ ok: false, error: { code: "SANDBOX_UNAVAILABLE" } });
+    expect(report(await holder).calls[0]).toMatchObject({ ok: true });
+  });
+
+  it("never starts a job whose timeout ran out while it waited", async () => {
+    const holder = reply(single, request(sleeps(1_500)));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const late = await reply(single, request("module.exports = async () => 'ran'", { timeoutMs: 500 }));
+    expect(late).toMatchObject({ ok: false, error: { code: "SANDBOX_UNAVAILABLE" } });
+    expect(!late.ok && late.error.message).toContain("used up its timeout");
+    expect(report(await holder).calls[0]).toMatchObject({ ok: true });
+  });
+});
+
 describe("node jobs: availability", () => {
   it("says how to install bubblewrap when it is missing", async () => {
     const missing = new NodeRunner({ toolPath: "/nonexistent" });
