@@ -89,6 +89,25 @@ describe("Cordon client", () => {
     expect(attempts).toBe(1);
   });
 
+  it("never resends a job whose 503 answer is its recorded result (it was accepted)", async () => {
+    let attempts = 0;
+    const cordon = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      fetch: async () => {
+        attempts++;
+        const failed = { id: "exec_recorded", status: "failed", success: false };
+        const error = { code: "SANDBOX_UNAVAILABLE", message: "a package could not be installed" };
+        return Response.json({ ...failed, error }, { status: 503, headers: { "retry-after": "0" } });
+      },
+    });
+    await expect(cordon.execute.code({ runtime: "node", code: "module.exports = () => 1" })).rejects.toMatchObject({
+      status: 503,
+      executionId: "exec_recorded",
+    });
+    expect(attempts).toBe(1);
+  });
+
   it("does not retry when the wait would exceed its bound, and never resends a job on a network error", async () => {
     const limited = await createTenant({ rateLimit: 1 });
     const cordon = client({ apiKey: limited.key });

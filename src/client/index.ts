@@ -9,8 +9,9 @@
  * bundles no zod). A refused request or a failed job throws `CordonError` with the code; a job's
  * result (`success: true`, including test cases that did not pass) resolves.
  *
- * Retries: 429 and 503 answers are retried after `Retry-After` (at most `maxRetries` times, never
- * waiting longer than `maxRetryDelayMs`): both mean the job did not run. A network failure is retried
+ * Retries: 429 and 503 refusals are retried after `Retry-After` (at most `maxRetries` times, never
+ * waiting longer than `maxRetryDelayMs`): the job did not run. A 503 that carries a job's recorded
+ * result (its `id`) is not: that job was accepted. A network failure is retried
  * only for idempotent calls (reads, wait, cancel, delete); a submitted job may have run, so it is
  * never sent twice.
  */
@@ -182,7 +183,15 @@ export class Cordon {
       if (response.ok) return payload as T;
 
       const delayMs = retryDelayMs(response);
-      if (RETRIED_STATUSES.has(response.status) && attempt < this.#maxRetries && delayMs <= this.#maxRetryDelayMs) {
+      // A refusal is retried; an answer that is a job's recorded result (a 503 for a package that
+      // could not be installed, say) is not: that job was accepted, and sending it again runs another.
+      const recorded = isRecord(payload) && typeof payload.id === "string";
+      if (
+        RETRIED_STATUSES.has(response.status) &&
+        !recorded &&
+        attempt < this.#maxRetries &&
+        delayMs <= this.#maxRetryDelayMs
+      ) {
         await sleep(delayMs);
         continue;
       }
