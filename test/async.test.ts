@@ -150,3 +150,31 @@ describe("the tracker's deadline alarm", () => {
     expect(stored.body).toMatchObject({ status: "timed_out", error: { code: "SANDBOX_TIMEOUT" } });
   });
 });
+
+describe("a failed write of an async result to the execution log", () => {
+  it("keeps the result and the slot, and the alarm writes it later", async () => {
+    const one = await createTenant({ maxConcurrency: 1 });
+    // D1 refuses this tenant's log rows once (a transient failure).
+    await env.DB.prepare(
+      `CREATE TRIGGER fail_log_${one.id} BEFORE INSERT ON executions WHEN NEW.tenant_id = '${one.id}'
+       BEGIN SELECT RAISE(ABORT, 'transient D1 failure'); END`,
+    ).run();
+    const submitted = await one.execute({ code: "export default async () => 'kept'", async: true });
+    const id = String(submitted.body.id);
+    const waited = await call(`/v1/executions/${id}/wait?timeout=5000`, { method: "POST", key: one.key });
+    await env.DB.prepare(`DROP TRIGGER fail_log_${one.id}`).run();
+    expect(waited.body).toMatchObject({ id, status: "succeeded", output: "kept" });
+
+    // Not in the log yet: the tracker still holds the job, its result and its slot.
+    expect(await env.DB.prepare("SELECT id FROM executions WHERE id = ?").bind(id).first()).toBeNull();
+    expect((await one.get(`/v1/executions/${id}`)).body).toMatchObject({ status: "succeeded", output: "kept" });
+    expect((await one.execute({ code: "export default async () => 1" })).status).toBe(429);
+
+    const stub = env.EXECUTION_TRACKER.get(env.EXECUTION_TRACKER.idFromName(id));
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await env.DB.prepare("SELECT id FROM executions WHERE id = ?").bind(id).first()).toMatchObject({ id });
+    expect((await one.execute({ code: "export default async () => 1" })).status).toBe(200);
+    const listed = await one.get("/v1/executions");
+    expect((listed.body.executions as { id: string }[]).map((row) => row.id)).toContain(id);
+  });
+});

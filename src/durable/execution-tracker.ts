@@ -39,6 +39,9 @@ export interface ExecutionTrackerApi {
   forget(): Promise<boolean>;
 }
 
+/** A failed write of the result to the execution log is tried again this much later. */
+const LOG_RETRY_MS = 30_000;
+
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE job (
      id TEXT PRIMARY KEY,
@@ -139,10 +142,17 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     return true;
   }
 
-  /** Nothing answered by the deadline: the job ends as timed out, with a stored result. */
+  /**
+   * Nothing answered by the deadline: the job ends as timed out, with a stored result. For a job
+   * already finished, its log write failed: it is tried again, and the slot freed once it is written.
+   */
   override async alarm(): Promise<void> {
     const row = this.#row();
-    if (!row || row.result_json !== null) return;
+    if (!row) return;
+    if (row.result_json !== null) {
+      if (await this.#writeLog(readStoredResult(row.result_json))) await releaseLease(this.env, row.tenant_id, row.id);
+      return;
+    }
     const ticket = this.#ticket(row);
     await this.#finish(
       ticket,
@@ -190,18 +200,27 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     // All done before the answer, so a caller that reads, lists or sends its next job on it finds the
     // log row written and its concurrency slot free. The row is written before the slot is freed: the
     // ledger sends lookups here only while the slot is held, so a job is always found in one place.
-    const logWrite = Promise.all([
-      saveExecution(this.env.DB, result, { tracked: true }),
-      this.ctx.storage.deleteAlarm(),
-    ]);
-    this.#logWrite = logWrite.catch(() => undefined);
+    const logged = await this.#writeLog(result);
+    if (logged && !options.holdSlot) await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  /**
+   * Writes the result's execution log row. If that fails the alarm tries again, and the slot stays
+   * held meanwhile, so lookups keep coming here and find the result.
+   */
+  async #writeLog(result: ExecutionResult): Promise<boolean> {
+    const write = saveExecution(this.env.DB, result, { tracked: true });
+    this.#logWrite = write.catch(() => undefined);
     try {
-      await logWrite;
+      const [saved] = await Promise.allSettled([write, this.ctx.storage.deleteAlarm()]);
+      if (saved.status === "fulfilled") return true;
+      console.error(JSON.stringify({ event: "execution_log_failed", id: result.id, message: String(saved.reason) }));
+      await this.ctx.storage.setAlarm(Date.now() + LOG_RETRY_MS);
+      return false;
     } finally {
       this.#logWrite = null;
     }
-    if (!options.holdSlot) await releaseLease(this.env, ticket.tenantId, ticket.prepared.executionId);
-    for (const wake of [...this.#waiters]) wake();
   }
 
   async #abandoned(
