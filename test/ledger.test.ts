@@ -7,7 +7,10 @@ import { env, exports } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JournalEntry, TenantLedger } from "../src/durable/tenant-ledger";
-import { ExecutionResult } from "../src/schemas";
+import { BindingSession } from "../src/bindings/session";
+import { hostRunner } from "../src/edge/host-runner";
+import { prepareEdgeJob } from "../src/edge/prepare";
+import { ExecutionRequest, ExecutionResult } from "../src/schemas";
 import { ledgerOf, RATE_WINDOW_MS } from "../src/service/admission";
 import { call, createTenant, expectHiddenFrom, type TestTenant } from "./helpers";
 
@@ -148,6 +151,28 @@ describe("a synchronous job's journal", () => {
     });
     expect(await journalRows()).toBe(0);
     expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+  });
+
+  it("stops a job it gives up on its home: one that reaches the local host afterwards never starts", async () => {
+    const id = newExecutionId();
+    await admitJournaled(id, Date.now() + 60_000);
+    await expire(id);
+    expect(await runDurableObjectAlarm(ledgerStub())).toBe(true);
+    const runner = hostRunner(env.CORDON_HOST_URL, env.CORDON_HOST_TOKEN);
+    const job = ExecutionRequest.parse({ runtime: "edge", code: TRIVIAL });
+    const { runnerRequest } = prepareEdgeJob(job, { executionId: id, trustLevel: "high", acceptedAt: Date.now() });
+    const session = new BindingSession({
+      executionId: id,
+      tenantId: tenant.id,
+      trustLevel: "high",
+      maxCalls: 0,
+      db: env.JOB_DB,
+      kv: env.JOB_KV,
+    });
+    expect(await runner.run(runnerRequest, session)).toMatchObject({
+      ok: false,
+      error: { code: "SANDBOX_UNAVAILABLE", message: expect.stringContaining("never started") },
+    });
   });
 
   it("keeps a cancelled job cancelled when its runner answers afterwards", async () => {

@@ -162,6 +162,8 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
         "the runner never reported; the job was given up at its deadline",
       ),
     );
+    // Given up here, it must not run on there (a job still waiting on the local host, say).
+    await cancelOnItsHome(this.#home(), ticket.prepared).catch(() => undefined);
   }
 
   async #begin(ticket: JobTicket): Promise<void> {

@@ -18,7 +18,7 @@ import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
 import type { TrackedState } from "./execution-tracker";
 import { ErrorCode } from "../errors";
-import { cancelOnItsHome } from "../jobs/homes";
+import { cancelOnItsHome, type HomeContext } from "../jobs/homes";
 import { abandonedResult, type PreparedIdentity } from "../results";
 import type { ExecutionProgress, ExecutionRequest, ExecutionResult } from "../schemas";
 import { readStoredResult, saveExecutionStatement } from "../store/executions";
@@ -229,10 +229,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       this.#settle(executionId, given(entry, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"), {
         stoppedBy: entry.deadline,
       });
-      await cancelOnItsHome(
-        { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) },
-        entry.prepared,
-      );
+      await cancelOnItsHome(this.#home(), entry.prepared);
     }
     return this.#locate(executionId);
   }
@@ -260,18 +257,29 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     const overdue = this.#sql
       .exec<JournalRow>("SELECT * FROM journal WHERE result_json IS NULL AND deadline <= ?", Date.now())
       .toArray();
+    const stopping: Promise<unknown>[] = [];
     for (const row of overdue) {
       const entry = JSON.parse(row.entry_json) as JournalEntry;
       this.#settle(
         row.id,
         given(entry, ErrorCode.SANDBOX_TIMEOUT, "the runner never reported; the job was given up at its deadline"),
       );
+      // Given up here, it must not run on there (a job still waiting on the local host, say).
+      stopping.push(cancelOnItsHome(this.#home(), entry.prepared).catch(() => undefined));
     }
-    await this.#loggedNow();
+    await Promise.all([this.#loggedNow(), ...stopping]);
     const next = this.#sql
       .exec<{ deadline: number | null }>("SELECT MIN(deadline) AS deadline FROM journal WHERE result_json IS NULL")
       .one().deadline;
     if (next !== null) await this.#armBy(next);
+  }
+
+  #home(): HomeContext {
+    return {
+      env: this.env,
+      exports: this.ctx.exports,
+      waitUntil: (promise: Promise<unknown>) => this.ctx.waitUntil(promise),
+    };
   }
 
   #acquire(request: AdmitRequest): AdmitResult {
