@@ -136,6 +136,40 @@ describe("Cordon client", () => {
     expect(attempts).toBe(1 + 3);
   });
 
+  it("keeps polling at a sane pace however short a poll it is given", async () => {
+    const cordon = client();
+    const submitted = await cordon.execute.submit({
+      runtime: "edge",
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 800)); return 'done' }",
+    });
+    sent = [];
+    const result = await cordon.executions.wait(submitted.id, { timeoutMs: 5_000, pollTimeoutMs: 0 });
+    expect(result.output).toBe("done");
+    // Polls of at least 100 ms over a job of 0.8 s: a handful of requests, not a busy loop.
+    expect(sent.length).toBeLessThan(20);
+  });
+
+  it("throws on a success answer that is not Cordon's, and never sends an id a URL would resolve away", async () => {
+    const urls: string[] = [];
+    const proxied = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      fetch: async (request) => {
+        urls.push(new URL(request.url).pathname);
+        return new Response("<html>maintenance</html>", { status: 200, headers: { "content-type": "text/html" } });
+      },
+    });
+    await expect(proxied.execute.code({ runtime: "edge", code: "export default async () => 1" })).rejects.toMatchObject(
+      {
+        code: "CLIENT_INVALID_RESPONSE",
+        status: 200,
+      },
+    );
+    const sentBefore = urls.length;
+    await expect(proxied.executions.cancel("..")).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+    expect(urls.length).toBe(sentBefore);
+  });
+
   it("lists and validates with typed queries", async () => {
     sent = [];
     const page = await client().executions.list({ limit: 1 });

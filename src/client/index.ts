@@ -18,7 +18,7 @@
 import type { z } from "zod";
 /**
  * An error as the service sends it (`ErrorBody` of src/errors.ts), or one the client raises itself
- * (`CLIENT_WAIT_TIMEOUT`).
+ * (`CLIENT_WAIT_TIMEOUT`, `CLIENT_INVALID_RESPONSE`).
  */
 interface WireError {
   code: string;
@@ -73,6 +73,8 @@ const DEFAULT_MAX_RETRIES = 2;
 const DEFAULT_WAIT_MS = 60_000;
 /** The server holds one wait request open for at most 30 s. */
 const MAX_POLL_MS = 30_000;
+/** A shorter poll would make `wait` a busy loop. */
+const MIN_POLL_MS = 100;
 const DEFAULT_MAX_RETRY_DELAY_MS = 10_000;
 const RETRIED_STATUSES = new Set([429, 503]);
 
@@ -104,17 +106,18 @@ export class Cordon {
     this.#fetch = options.fetch ?? ((request) => fetch(request));
     this.#maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     this.#maxRetryDelayMs = options.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS;
-    const path = (id: string, action = "") => `/v1/executions/${encodeURIComponent(id)}${action}`;
+    const path = (id: string, action = "") => `/v1/executions/${idSegment(id)}${action}`;
     this.execute = {
       code: (request) => this.#send<ExecutionResult>("POST", "/v1/executions", { ...request, async: false }),
       submit: (request) => this.#send<ExecutionProgress>("POST", "/v1/executions", { ...request, async: true }),
     };
     this.executions = {
-      get: (id) => this.#send<ExecutionResult | ExecutionProgress>("GET", path(id)),
+      get: async (id) => this.#send<ExecutionResult | ExecutionProgress>("GET", path(id)),
       wait: (id, options = {}) =>
-        this.#wait(id, options.timeoutMs ?? DEFAULT_WAIT_MS, options.pollTimeoutMs ?? MAX_POLL_MS),
+        this.#wait(id, options.timeoutMs ?? DEFAULT_WAIT_MS, clampPoll(options.pollTimeoutMs ?? MAX_POLL_MS)),
       // Cancelling twice is harmless (a finished job keeps its result), so it is safe to retry.
-      cancel: (id) => this.#send<ExecutionResult | ExecutionProgress>("POST", path(id, "/cancel"), undefined, true),
+      cancel: async (id) =>
+        this.#send<ExecutionResult | ExecutionProgress>("POST", path(id, "/cancel"), undefined, true),
       delete: async (id) => {
         await this.#send<null>("DELETE", path(id), undefined, true);
       },
@@ -131,10 +134,10 @@ export class Cordon {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const remaining = deadline - Date.now();
-      const poll = Math.max(0, Math.min(pollTimeoutMs, remaining));
+      const poll = Math.floor(Math.max(0, Math.min(pollTimeoutMs, remaining)));
       const outcome = await this.#send<ExecutionResult | ExecutionProgress>(
         "POST",
-        `/v1/executions/${encodeURIComponent(id)}/wait?timeout=${poll}`,
+        `/v1/executions/${idSegment(id)}/wait?timeout=${poll}`,
         undefined,
         true,
       );
@@ -180,7 +183,14 @@ export class Cordon {
         throw error;
       }
       const payload: unknown = response.status === 204 ? null : await response.json().catch(() => null);
-      if (response.ok) return payload as T;
+      if (response.ok) {
+        if (response.status === 204 || isRecord(payload)) return payload as T;
+        // A proxy's page, say: not an answer of Cordon's, so not something to hand over as one.
+        throw new CordonError(response.status, {
+          code: "CLIENT_INVALID_RESPONSE",
+          message: `HTTP ${response.status} without a JSON object from ${path}`,
+        });
+      }
 
       const delayMs = retryDelayMs(response);
       // A refusal is retried; an answer that is a job's recorded result (a 503 for a package that
@@ -211,6 +221,20 @@ function toError(status: number, payload: unknown): CordonError {
   const result =
     isRecord(payload) && typeof payload.id === "string" ? (payload as unknown as ExecutionResult) : undefined;
   return new CordonError(status, body, result);
+}
+
+/**
+ * An id as one path segment. URLs resolve "." and ".." (also spelled %2E) as paths, so they cannot be
+ * sent; no execution has such an id, and the answer is the server's for an unknown one.
+ */
+function idSegment(id: string): string {
+  if (id === "." || id === "..")
+    throw new CordonError(404, { code: "NOT_FOUND", message: `no execution has the id ${id}` });
+  return encodeURIComponent(id);
+}
+
+function clampPoll(ms: number): number {
+  return Number.isFinite(ms) ? Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, ms)) : MAX_POLL_MS;
 }
 
 /** Retry-After in ms; 1 s when the answer has none or an unreadable one (never at once: `Number(null)` is 0). */
