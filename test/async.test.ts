@@ -70,7 +70,8 @@ describe("async jobs", () => {
     expect(early.status).toBe(202);
     expect(early.body.status).toBe("running");
     expect((await tenant.get(`/v1/executions/${submitted.body.id}`)).body.status).toBe("running");
-    const late = await post(`/v1/executions/${submitted.body.id}/wait?timeout=10000`);
+    // An empty timeout is the default (10 s), not 0 ms.
+    const late = await post(`/v1/executions/${submitted.body.id}/wait?timeout=`);
     expect(late.body).toMatchObject({ status: "succeeded", output: "late" });
   });
 

@@ -4,7 +4,10 @@ import { CordonError, ErrorCode } from "../errors";
 import { MAX_JSON_DEPTH } from "../json-depth";
 
 export function readQuery<S extends z.ZodType>(url: string, schema: S): z.infer<S> {
-  const parsed = schema.safeParse(Object.fromEntries(new URL(url).searchParams));
+  // An empty value is an absent one (`?timeout=` waits the default, not 0 ms: a number coerced from
+  // "" would be 0).
+  const given = [...new URL(url).searchParams].filter(([, value]) => value !== "");
+  const parsed = schema.safeParse(Object.fromEntries(given));
   if (!parsed.success) throw validationError("the query string does not match the schema", parsed.error);
   return parsed.data;
 }
