@@ -87,11 +87,17 @@ export interface NodeRunnerStatus {
 
 type InstallFailure = Extract<NodeRunReply, { ok: false }>;
 
+/** A job waiting for a slot: `settle(true)` hands it one, `settle(false)` ends its wait without. */
+interface Waiter {
+  executionId: string;
+  settle(granted: boolean): void;
+}
+
 export class NodeRunner {
   readonly #env: JobEnvironment | undefined;
   readonly #problem: string | undefined;
   readonly #maxConcurrent: number;
-  readonly #waiting: (() => void)[] = [];
+  readonly #waiting: Waiter[] = [];
   readonly #jobs = new Map<string, SandboxJob>();
   /** Jobs installing packages or waiting for a slot, and whether they were cancelled meanwhile. */
   readonly #pending = new Map<string, boolean>();
@@ -184,6 +190,9 @@ export class NodeRunner {
     if (!env || !pool) return unavailable(this.#problem ?? "unavailable");
     const { executionId } = received;
     if (this.#takeEarlyCancel(executionId)) return neverStarted("it was cancelled before it reached the host");
+    if (this.#pending.has(executionId) || this.#jobs.has(executionId)) {
+      return unavailable(`job ${executionId} is already here`);
+    }
     // The job's time counts from here: installing and waiting for a slot use it up, so a job never
     // runs after the dispatcher has given it up.
     const deadline = Date.now() + received.timeoutMs;
@@ -191,6 +200,7 @@ export class NodeRunner {
     const extra: ExtraMetrics = {};
     let lease: PackageLease | undefined;
     let cancelled: boolean;
+    let slot = false;
     try {
       if (received.packages && received.packages.length > 0) {
         const resolved = await this.#installFor(received.packages, received.tenantId);
@@ -199,15 +209,16 @@ export class NodeRunner {
         extra.installMs = resolved.installMs;
         extra.packageCache = resolved.outcome;
       }
-      await this.#acquire();
+      // A cancel or the deadline ends the wait for a slot (and an install that outlasted them, too).
+      if (this.#pending.get(executionId) !== true) slot = await this.#acquire(executionId, deadline);
     } finally {
       cancelled = this.#pending.get(executionId) === true;
       this.#pending.delete(executionId);
     }
     const left = deadline - Date.now();
-    if (cancelled || left <= 0) {
+    if (!slot || cancelled || left <= 0) {
       lease?.release();
-      this.#release();
+      if (slot) this.#release();
       return neverStarted(
         cancelled
           ? "it was cancelled while it waited"
@@ -283,6 +294,7 @@ export class NodeRunner {
     }
     if (this.#pending.has(executionId)) {
       this.#pending.set(executionId, true);
+      this.#leaveQueue(this.#waiting.find((waiter) => waiter.executionId === executionId));
       return true;
     }
     if (this.#earlyCancels.size >= MAX_EARLY_CANCELS)
@@ -345,17 +357,37 @@ export class NodeRunner {
     }
   }
 
-  #acquire(): Promise<void> {
+  /** A slot for the job; false if it is cancelled (see cancel) or its deadline passes first. */
+  #acquire(executionId: string, deadline: number): Promise<boolean> {
+    if (Date.now() >= deadline) return Promise.resolve(false);
     if (this.#running < this.#maxConcurrent) {
       this.#running++;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        executionId,
+        settle: (granted) => {
+          clearTimeout(timer);
+          resolve(granted);
+        },
+      };
+      const timer = setTimeout(() => this.#leaveQueue(waiter), deadline - Date.now());
+      this.#waiting.push(waiter);
+    });
+  }
+
+  /** Takes a waiting job out of the queue without a slot. */
+  #leaveQueue(waiter: Waiter | undefined): void {
+    if (!waiter) return;
+    const index = this.#waiting.indexOf(waiter);
+    if (index !== -1) this.#waiting.splice(index, 1);
+    waiter.settle(false);
   }
 
   #release(): void {
     const next = this.#waiting.shift();
-    if (next) next();
+    if (next) next.settle(true);
     else this.#running--;
   }
 }

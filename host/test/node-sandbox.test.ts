@@ -1029,12 +1029,15 @@ describe("node jobs: waiting for a slot", () => {
     expect(report(await holder).calls[0]).toMatchObject({ ok: true });
   });
 
-  it("never starts a job whose timeout ran out while it waited", async () => {
-    const holder = reply(single, request(sleeps(1_500)));
+  it("never starts a job whose timeout ran out while it waited, and answers it then", async () => {
+    let holderDone = false;
+    const holder = reply(single, request(sleeps(1_500))).then((answer) => ((holderDone = true), answer));
     await new Promise((resolve) => setTimeout(resolve, 200));
     const late = await reply(single, request("module.exports = async () => 'ran'", { timeoutMs: 500 }));
     expect(late).toMatchObject({ ok: false, error: { code: "SANDBOX_UNAVAILABLE" } });
     expect(!late.ok && late.error.message).toContain("used up its timeout");
+    // Answered at its own deadline, not when the slot it waited for came free.
+    expect(holderDone).toBe(false);
     expect(report(await holder).calls[0]).toMatchObject({ ok: true });
   });
 });
