@@ -39,8 +39,9 @@ export interface ExecutionTrackerApi {
   forget(): Promise<boolean>;
 }
 
-/** A failed write of the result to the execution log is tried again this much later. */
+/** A failed write of the result to the execution log is tried again this much later, then less often. */
 const LOG_RETRY_MS = 30_000;
+const LOG_RETRY_MAX_MS = 60 * 60_000;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE job (
@@ -57,8 +58,12 @@ const MIGRATIONS: readonly string[] = [
 export class ExecutionTracker extends DurableObject<Env> implements ExecutionTrackerApi {
   readonly #sql: SqlStorage;
   readonly #waiters = new Set<() => void>();
-  /** The log write of the job's result while it is under way (forget waits for it). */
-  #logWrite: Promise<unknown> | null = null;
+  /** Log writes of the job's result under way (forget waits for them). */
+  readonly #logWrites = new Set<Promise<unknown>>();
+  /** The job's run is under way in this object (its slot is freed when it returns). */
+  #running = false;
+  /** Failed log writes in a row: each retry waits twice as long, up to LOG_RETRY_MAX_MS. */
+  #logFailures = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -69,7 +74,8 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   /** Starts the job and answers at once. */
   async submit(ticket: JobTicket): Promise<ExecutionProgress> {
     await this.#begin(ticket);
-    this.ctx.waitUntil(this.#execute(ticket));
+    this.#running = true;
+    this.ctx.waitUntil(this.#execute(ticket).finally(() => (this.#running = false)));
     return progressOf(ticket);
   }
 
@@ -135,7 +141,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     if (!row || row.result_json === null) return false;
     // The result is set before its log row is written: a row still being written would land after
     // the deletion and bring the job back.
-    await this.#logWrite;
+    await Promise.all(this.#logWrites);
     await deleteExecution(this.env.DB, row.tenant_id, row.id);
     this.#sql.exec("DELETE FROM job");
     this.#sql.exec("DELETE FROM ticket_part");
@@ -150,7 +156,9 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
     const row = this.#row();
     if (!row) return;
     if (row.result_json !== null) {
-      if (await this.#writeLog(readStoredResult(row.result_json))) await releaseLease(this.env, row.tenant_id, row.id);
+      // A run still under way (a cancelled one, in production) frees the slot itself when it returns.
+      const logged = await this.#writeLog(readStoredResult(row.result_json));
+      if (logged && !this.#running) await releaseLease(this.env, row.tenant_id, row.id);
       return;
     }
     const ticket = this.#ticket(row);
@@ -213,15 +221,21 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
    */
   async #writeLog(result: ExecutionResult): Promise<boolean> {
     const write = saveExecution(this.env.DB, result, { tracked: true });
-    this.#logWrite = write.catch(() => undefined);
+    const pending = write.catch(() => undefined);
+    this.#logWrites.add(pending);
     try {
       const [saved] = await Promise.allSettled([write, this.ctx.storage.deleteAlarm()]);
-      if (saved.status === "fulfilled") return true;
+      if (saved.status === "fulfilled") {
+        this.#logFailures = 0;
+        return true;
+      }
+      this.#logFailures++;
       console.error(JSON.stringify({ event: "execution_log_failed", id: result.id, message: String(saved.reason) }));
-      await this.ctx.storage.setAlarm(Date.now() + LOG_RETRY_MS);
+      const retryMs = Math.min(LOG_RETRY_MAX_MS, LOG_RETRY_MS * 2 ** (this.#logFailures - 1));
+      await this.ctx.storage.setAlarm(Date.now() + retryMs);
       return false;
     } finally {
-      this.#logWrite = null;
+      this.#logWrites.delete(pending);
     }
   }
 
