@@ -13,19 +13,13 @@
  * delivered one at a time, in order. Loopback HTTP only: it survives runner restarts.
  */
 import { randomUUID } from "node:crypto";
+import { EarlyCancels } from "./early-cancels.ts";
 import type { Cordon, EdgeCordons } from "./edge-cordons.ts";
 
 export type EdgeEvent = { type: "call"; callId: string; call: unknown } | { type: "done"; reply: unknown };
 
 /** A finished job whose last event nobody collected is forgotten after this long. */
 const UNCOLLECTED_TTL_MS = 60_000;
-/**
- * How long a cancel for a job not seen yet is remembered: its run may still be on its way (an early
- * start refused admission sends its cancel right away). Longer than any job's timeout.
- */
-const EARLY_CANCEL_TTL_MS = 10 * 60_000;
-/** Early cancels remembered at most; past this the oldest is forgotten. */
-const MAX_EARLY_CANCELS = 10_000;
 
 interface Job {
   events: EdgeEvent[];
@@ -37,8 +31,7 @@ interface Job {
 export class EdgeJobs {
   readonly #edge: EdgeCordons;
   readonly #jobs = new Map<string, Job>();
-  /** Jobs cancelled before their run arrived, with when to forget them. */
-  readonly #cancelledEarly = new Map<string, number>();
+  readonly #cancelledEarly = new EarlyCancels();
 
   constructor(edge: EdgeCordons) {
     this.#edge = edge;
@@ -47,7 +40,7 @@ export class EdgeJobs {
   /** `deadline`: epoch ms at which the job's time is up, waiting for a runner included. */
   start(executionId: string, cordon: Cordon, body: string, deadline: number): Promise<EdgeEvent> {
     if (this.#jobs.has(executionId)) return Promise.resolve(done({ ok: false, error: duplicate(executionId) }));
-    if (this.#wasCancelledEarly(executionId)) {
+    if (this.#cancelledEarly.take(executionId)) {
       const message = "the job was cancelled before it reached its runner; it never started";
       return Promise.resolve(done({ ok: false, error: { code: "SANDBOX_UNAVAILABLE", message } }));
     }
@@ -69,13 +62,6 @@ export class EdgeJobs {
     return this.#next(executionId, job);
   }
 
-  #wasCancelledEarly(executionId: string): boolean {
-    const until = this.#cancelledEarly.get(executionId);
-    if (until === undefined) return false;
-    this.#cancelledEarly.delete(executionId);
-    return until > Date.now();
-  }
-
   /** The dispatcher's answer to one call; resolves with the job's next event. */
   answer(executionId: string, callId: string, answer: unknown): Promise<EdgeEvent> | undefined {
     const job = this.#jobs.get(executionId);
@@ -87,12 +73,7 @@ export class EdgeJobs {
 
   /** Stops a running job by killing its runner process; a job not seen yet will not start. */
   cancel(executionId: string): Promise<boolean> {
-    if (!this.#jobs.has(executionId)) {
-      if (this.#cancelledEarly.size >= MAX_EARLY_CANCELS) {
-        this.#cancelledEarly.delete(this.#cancelledEarly.keys().next().value ?? "");
-      }
-      this.#cancelledEarly.set(executionId, Date.now() + EARLY_CANCEL_TTL_MS);
-    }
+    if (!this.#jobs.has(executionId)) this.#cancelledEarly.remember(executionId);
     return this.#edge.cancel(executionId);
   }
 

@@ -12,6 +12,7 @@ import { realpathSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { EarlyCancels } from "../early-cancels.ts";
 import { CgroupRoot } from "./cgroup.ts";
 import type { EgressRoutes } from "./egress-proxy.ts";
 import { publicRoutes } from "./egress-routes.ts";
@@ -37,10 +38,6 @@ const DEFAULT_SANDBOX_ID = 65534;
 const STALE_CGROUP_MS = 10 * 60_000;
 /** How long `prewarm` waits for the pool to fill. */
 const PREWARM_TIMEOUT_MS = 15_000;
-/** How long a cancel for a job not seen yet is remembered: longer than any job's timeout. */
-const EARLY_CANCEL_TTL_MS = 15 * 60_000;
-/** Early cancels remembered at most; past this the oldest is forgotten. */
-const MAX_EARLY_CANCELS = 10_000;
 
 export interface NodeRunnerOptions {
   /** Sandboxes running at once (default 4). */
@@ -101,8 +98,7 @@ export class NodeRunner {
   readonly #jobs = new Map<string, SandboxJob>();
   /** Jobs installing packages or waiting for a slot, and whether they were cancelled meanwhile. */
   readonly #pending = new Map<string, boolean>();
-  /** Cancels for jobs not seen yet, with when to forget them. */
-  readonly #earlyCancels = new Map<string, number>();
+  readonly #earlyCancels = new EarlyCancels();
   readonly #pool: WarmPool | undefined;
   readonly #packages: PackageCache | undefined;
   readonly #sharePackages: boolean;
@@ -189,7 +185,7 @@ export class NodeRunner {
     const pool = this.#pool;
     if (!env || !pool) return unavailable(this.#problem ?? "unavailable");
     const { executionId } = received;
-    if (this.#takeEarlyCancel(executionId)) return neverStarted("it was cancelled before it reached the host");
+    if (this.#earlyCancels.take(executionId)) return neverStarted("it was cancelled before it reached the host");
     if (this.#pending.has(executionId) || this.#jobs.has(executionId)) {
       return unavailable(`job ${executionId} is already here`);
     }
@@ -297,17 +293,8 @@ export class NodeRunner {
       this.#leaveQueue(this.#waiting.find((waiter) => waiter.executionId === executionId));
       return true;
     }
-    if (this.#earlyCancels.size >= MAX_EARLY_CANCELS)
-      this.#earlyCancels.delete(this.#earlyCancels.keys().next().value ?? "");
-    this.#earlyCancels.set(executionId, Date.now() + EARLY_CANCEL_TTL_MS);
+    this.#earlyCancels.remember(executionId);
     return false;
-  }
-
-  #takeEarlyCancel(executionId: string): boolean {
-    const until = this.#earlyCancels.get(executionId);
-    if (until === undefined) return false;
-    this.#earlyCancels.delete(executionId);
-    return until > Date.now();
   }
 
   /**
