@@ -277,7 +277,7 @@ export const CreateTenant = z
   .object({
     name: z.string().min(1).max(100),
     maxTrustLevel: TrustLevel,
-    /** Executions per hour (default 100). */
+    /** Requests per hour that run or check code (default 100). */
     rateLimit: RateLimitPerHour.optional(),
     /** Executions running at once (default 10). */
     maxConcurrency: z.number().int().min(1).max(MAX_CONCURRENCY).optional(),

@@ -84,7 +84,7 @@ function rateOrRefusal(caller: Caller, result: AdmitResult): RateInfo {
     const message =
       result.reason === "concurrency"
         ? `the tenant already runs ${caller.tenant.maxConcurrency} executions at once`
-        : `over the limit of ${result.limit} executions per hour${result.reason === "key_rate" ? " for this key" : ""}`;
+        : `over the limit of ${result.limit} requests per hour (executions and code checks)${result.reason === "key_rate" ? " for this key" : ""}`;
     throw new CordonError(
       ErrorCode.RATE_LIMITED,
       message,
