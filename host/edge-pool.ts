@@ -8,22 +8,16 @@
  * while other runners keep serving.
  */
 import { RunnerProcess, type RunOutcome, type RunnerOptions } from "./runner-process.ts";
+import { WaitQueue } from "./wait-queue.ts";
 
 /** Jobs that may wait per runner; past that a job is refused at once (SANDBOX_UNAVAILABLE). */
 const MAX_WAITING_PER_RUNNER = 16;
-
-interface Waiter {
-  executionId: string;
-  /** Hands over a runner, or ends the wait with an outcome (the job never starts). */
-  settle(runner: RunnerProcess | RunOutcome): void;
-  timer: ReturnType<typeof setTimeout>;
-}
 
 export class EdgePool {
   readonly #options: RunnerOptions;
   readonly #size: number;
   readonly #idle: RunnerProcess[] = [];
-  readonly #waiting: Waiter[] = [];
+  readonly #waiting = new WaitQueue<RunnerProcess>();
   readonly #busy = new Map<string, RunnerProcess>();
   #closed = false;
   #replaced = 0;
@@ -58,14 +52,7 @@ export class EdgePool {
 
   /** Kills the process running this job, or ends its wait; the pool replaces a killed runner. */
   async cancel(executionId: string): Promise<boolean> {
-    const waiter = this.#waiting.find((entry) => entry.executionId === executionId);
-    if (waiter) {
-      this.#leave(waiter);
-      waiter.settle(
-        notStarted("SANDBOX_UNAVAILABLE", "the job was cancelled before a runner was free; it never started"),
-      );
-      return true;
-    }
+    if (this.#waiting.leave(executionId)) return true;
     const runner = this.#busy.get(executionId);
     if (!runner) return false;
     await runner.dispose();
@@ -77,35 +64,18 @@ export class EdgePool {
     await Promise.all(this.#idle.splice(0).map((runner) => runner.dispose()));
   }
 
-  #acquire(executionId: string, deadline: number): Promise<RunnerProcess | RunOutcome> {
+  async #acquire(executionId: string, deadline: number): Promise<RunnerProcess | RunOutcome> {
     const runner = this.#idle.pop();
-    if (runner) return Promise.resolve(runner);
+    if (runner) return runner;
     if (this.#waiting.length >= this.#size * MAX_WAITING_PER_RUNNER) {
       const message = `all ${this.#size} runners of this cordon are busy and ${this.#waiting.length} jobs wait`;
-      return Promise.resolve(notStarted("SANDBOX_UNAVAILABLE", message));
+      return notStarted("SANDBOX_UNAVAILABLE", message);
     }
-    return new Promise((settle) => {
-      const waiter: Waiter = {
-        executionId,
-        settle,
-        timer: setTimeout(
-          () => {
-            this.#leave(waiter);
-            settle(
-              notStarted("SANDBOX_TIMEOUT", "the job waited for a free runner until its deadline; it never started"),
-            );
-          },
-          Math.max(0, deadline - Date.now()),
-        ),
-      };
-      this.#waiting.push(waiter);
-    });
-  }
-
-  #leave(waiter: Waiter): void {
-    clearTimeout(waiter.timer);
-    const index = this.#waiting.indexOf(waiter);
-    if (index !== -1) this.#waiting.splice(index, 1);
+    const outcome = await this.#waiting.wait(executionId, deadline);
+    if ("granted" in outcome) return outcome.granted;
+    return outcome.ended === "left"
+      ? notStarted("SANDBOX_UNAVAILABLE", "the job was cancelled before a runner was free; it never started")
+      : notStarted("SANDBOX_TIMEOUT", "the job waited for a free runner until its deadline; it never started");
   }
 
   #release(runner: RunnerProcess): void {
@@ -113,13 +83,7 @@ export class EdgePool {
       void runner.dispose();
       return;
     }
-    const next = this.#waiting.shift();
-    if (next) {
-      clearTimeout(next.timer);
-      next.settle(runner);
-    } else {
-      this.#idle.push(runner);
-    }
+    if (!this.#waiting.handOver(runner)) this.#idle.push(runner);
   }
 
   async #spawn(): Promise<void> {

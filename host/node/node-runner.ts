@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EarlyCancels } from "../early-cancels.ts";
+import { WaitQueue } from "../wait-queue.ts";
 import { CgroupRoot } from "./cgroup.ts";
 import type { EgressRoutes } from "./egress-proxy.ts";
 import { publicRoutes } from "./egress-routes.ts";
@@ -84,17 +85,12 @@ export interface NodeRunnerStatus {
 
 type InstallFailure = Extract<NodeRunReply, { ok: false }>;
 
-/** A job waiting for a slot: `settle(true)` hands it one, `settle(false)` ends its wait without. */
-interface Waiter {
-  executionId: string;
-  settle(granted: boolean): void;
-}
-
 export class NodeRunner {
   readonly #env: JobEnvironment | undefined;
   readonly #problem: string | undefined;
   readonly #maxConcurrent: number;
-  readonly #waiting: Waiter[] = [];
+  /** Jobs waiting for a slot (what is handed over is the slot itself). */
+  readonly #waiting = new WaitQueue<true>();
   readonly #jobs = new Map<string, SandboxJob>();
   /** Jobs installing packages or waiting for a slot, and whether they were cancelled meanwhile. */
   readonly #pending = new Map<string, boolean>();
@@ -290,7 +286,7 @@ export class NodeRunner {
     }
     if (this.#pending.has(executionId)) {
       this.#pending.set(executionId, true);
-      this.#leaveQueue(this.#waiting.find((waiter) => waiter.executionId === executionId));
+      this.#waiting.leave(executionId);
       return true;
     }
     this.#earlyCancels.remember(executionId);
@@ -345,37 +341,17 @@ export class NodeRunner {
   }
 
   /** A slot for the job; false if it is cancelled (see cancel) or its deadline passes first. */
-  #acquire(executionId: string, deadline: number): Promise<boolean> {
-    if (Date.now() >= deadline) return Promise.resolve(false);
+  async #acquire(executionId: string, deadline: number): Promise<boolean> {
+    if (Date.now() >= deadline) return false;
     if (this.#running < this.#maxConcurrent) {
       this.#running++;
-      return Promise.resolve(true);
+      return true;
     }
-    return new Promise((resolve) => {
-      const waiter: Waiter = {
-        executionId,
-        settle: (granted) => {
-          clearTimeout(timer);
-          resolve(granted);
-        },
-      };
-      const timer = setTimeout(() => this.#leaveQueue(waiter), deadline - Date.now());
-      this.#waiting.push(waiter);
-    });
-  }
-
-  /** Takes a waiting job out of the queue without a slot. */
-  #leaveQueue(waiter: Waiter | undefined): void {
-    if (!waiter) return;
-    const index = this.#waiting.indexOf(waiter);
-    if (index !== -1) this.#waiting.splice(index, 1);
-    waiter.settle(false);
+    return "granted" in (await this.#waiting.wait(executionId, deadline));
   }
 
   #release(): void {
-    const next = this.#waiting.shift();
-    if (next) next.settle(true);
-    else this.#running--;
+    if (!this.#waiting.handOver(true)) this.#running--;
   }
 }
 

@@ -12,7 +12,7 @@ import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
 import { textParts } from "./stored-text";
 import { ErrorCode } from "../errors";
-import { cancelOnItsHome, REPORT_GRACE_MS, runOnItsHome, type AdmittedJob, type HomeContext } from "../jobs/homes";
+import { cancelOnItsHome, durableHome, REPORT_GRACE_MS, runOnItsHome, type AdmittedJob } from "../jobs/homes";
 import { abandonedResult } from "../results";
 import type { ExecutionProgress, ExecutionResult } from "../schemas";
 import { releaseLease } from "../service/admission";
@@ -131,7 +131,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       await this.#abandoned(ticket, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"),
       { holdSlot: true },
     );
-    await cancelOnItsHome(this.#home(), ticket.prepared);
+    await cancelOnItsHome(durableHome(this.env, this.ctx), ticket.prepared);
     return this.#state();
   }
 
@@ -171,7 +171,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       ),
     );
     // Given up here, it must not run on there (a job still waiting on the local host, say).
-    await cancelOnItsHome(this.#home(), ticket.prepared).catch(() => undefined);
+    await cancelOnItsHome(durableHome(this.env, this.ctx), ticket.prepared).catch(() => undefined);
   }
 
   async #begin(ticket: JobTicket): Promise<void> {
@@ -187,7 +187,7 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
   }
 
   async #execute(ticket: JobTicket): Promise<void> {
-    const result = await runOnItsHome(this.#home(), ticket);
+    const result = await runOnItsHome(durableHome(this.env, this.ctx), ticket);
     // A job cancelled (or given up) meanwhile keeps the result it already has, and one deleted after
     // its cancellation stays deleted; either way its run is over now.
     const current = this.#state();
@@ -252,10 +252,6 @@ export class ExecutionTracker extends DurableObject<Env> implements ExecutionTra
       finishedAt: new Date(),
     };
     return abandonedResult(record, ticket.job, ticket.prepared, code, message);
-  }
-
-  #home(): HomeContext {
-    return { env: this.env, exports: this.ctx.exports, waitUntil: (promise) => this.ctx.waitUntil(promise) };
   }
 
   #ticket(row: { ticket_json: string }): JobTicket {

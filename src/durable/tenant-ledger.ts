@@ -18,7 +18,7 @@ import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
 import type { TrackedState } from "./execution-tracker";
 import { ErrorCode } from "../errors";
-import { cancelOnItsHome, type HomeContext } from "../jobs/homes";
+import { cancelOnItsHome, durableHome } from "../jobs/homes";
 import { abandonedResult, type PreparedIdentity } from "../results";
 import type { ExecutionProgress, ExecutionRequest, ExecutionResult } from "../schemas";
 import { readStoredResult, saveExecutionStatement } from "../store/executions";
@@ -229,7 +229,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       this.#settle(executionId, given(entry, ErrorCode.SANDBOX_CANCELLED, "the job was cancelled by its caller"), {
         stoppedBy: entry.deadline,
       });
-      await cancelOnItsHome(this.#home(), entry.prepared);
+      await cancelOnItsHome(durableHome(this.env, this.ctx), entry.prepared);
     }
     return this.#locate(executionId);
   }
@@ -265,21 +265,13 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
         given(entry, ErrorCode.SANDBOX_TIMEOUT, "the runner never reported; the job was given up at its deadline"),
       );
       // Given up here, it must not run on there (a job still waiting on the local host, say).
-      stopping.push(cancelOnItsHome(this.#home(), entry.prepared).catch(() => undefined));
+      stopping.push(cancelOnItsHome(durableHome(this.env, this.ctx), entry.prepared).catch(() => undefined));
     }
     await Promise.all([this.#loggedNow(), ...stopping]);
     const next = this.#sql
       .exec<{ deadline: number | null }>("SELECT MIN(deadline) AS deadline FROM journal WHERE result_json IS NULL")
       .one().deadline;
     if (next !== null) await this.#armBy(next);
-  }
-
-  #home(): HomeContext {
-    return {
-      env: this.env,
-      exports: this.ctx.exports,
-      waitUntil: (promise: Promise<unknown>) => this.ctx.waitUntil(promise),
-    };
   }
 
   #acquire(request: AdmitRequest): AdmitResult {

@@ -26,6 +26,11 @@ export interface HomeContext {
   waitUntil: (promise: Promise<unknown>) => void;
 }
 
+/** The home context of a Durable Object that runs or stops jobs (a tracker, a ledger). */
+export function durableHome(env: Env, ctx: DurableObjectState): HomeContext {
+  return { env, exports: ctx.exports, waitUntil: (promise) => ctx.waitUntil(promise) };
+}
+
 /** An admitted job: everything needed to run it and record it. */
 export interface AdmittedJob {
   job: ExecutionRequest;
