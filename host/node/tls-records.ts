@@ -52,12 +52,12 @@ export function firstHandshakeMessage(bytes: Uint8Array, limits: MessageLimits):
     gathered += length;
     offset = end;
     if (needed === Infinity && gathered >= 4) {
-      const header = join(fragments, gathered).subarray(0, 4);
+      const header = Buffer.concat(fragments, gathered).subarray(0, 4);
       needed = 4 + ((header[1]! << 16) | (header[2]! << 8) | header[3]!);
       if (needed - 4 > limits.maxBytes) return refused(`the handshake message is over ${limits.maxBytes} bytes`);
     }
   }
-  const message = join(fragments, gathered);
+  const message = fragments.length === 1 ? fragments[0]! : Buffer.concat(fragments, gathered);
   return {
     kind: "message",
     type: message[0]!,
@@ -91,17 +91,6 @@ function incomplete(bytes: Uint8Array, maxBytes: number): HandshakeMessage {
 
 function refused(reason: string): { kind: "refused"; reason: string } {
   return { kind: "refused", reason };
-}
-
-function join(fragments: Uint8Array[], length: number): Uint8Array {
-  if (fragments.length === 1) return fragments[0]!;
-  const joined = new Uint8Array(length);
-  let at = 0;
-  for (const fragment of fragments) {
-    joined.set(fragment, at);
-    at += fragment.length;
-  }
-  return joined;
 }
 
 export class Malformed extends Error {}
