@@ -27,6 +27,9 @@ app.notFound((c) => {
 app.onError((error, c) => {
   if (error instanceof CordonError) {
     if (error.rate) setRateHeaders(c, error.rate);
+    else if (typeof error.detail.retryAfterSeconds === "number") {
+      c.header("Retry-After", String(error.detail.retryAfterSeconds));
+    }
     return c.json({ error: error.toBody() }, error.status);
   }
   console.error(JSON.stringify({ event: "unhandled_error", message: error.message, stack: error.stack }));

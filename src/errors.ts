@@ -109,6 +109,11 @@ export class CordonError extends Error {
     return ERROR_STATUS[this.code];
   }
 
+  /** The same refusal, reporting the tenant's rate state too (a refusal that was counted). */
+  withRate(rate: RateInfo): CordonError {
+    return new CordonError(this.code, this.message, this.detail, rate);
+  }
+
   toBody(): ErrorBody {
     return { ...this.detail, code: this.code, message: this.message };
   }

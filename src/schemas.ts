@@ -202,11 +202,25 @@ export type ExecutionResult = z.infer<typeof ExecutionResult>;
 
 export const MAX_PAGE_SIZE = 100;
 
+/**
+ * A whole number in [min, max]: a number (RPC, the client) or a query string's decimal digits. Not
+ * `z.coerce`, which reads `1e3`, `0x10`, ` 7` and `7.0` as numbers too.
+ */
+function wholeNumber(min: number, max: number) {
+  const bounded = z.number().int().min(min).max(max);
+  const digits = z
+    .string()
+    .regex(/^[0-9]{1,9}$/)
+    .transform(Number)
+    .pipe(bounded);
+  return z.union([bounded, digits], { error: `a whole number from ${min} to ${max}, in decimal digits` });
+}
+
 export const ListQuery = z
   .object({
     status: ExecutionStatus.optional(),
     runtime: Runtime.optional(),
-    limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(20),
+    limit: wholeNumber(1, MAX_PAGE_SIZE).default(20),
     /** `nextCursor` of the previous page. */
     cursor: z.string().min(1).max(512).optional(),
   })
@@ -305,6 +319,6 @@ export function isFinished(outcome: ExecutionResult | ExecutionProgress): outcom
 export const WaitQuery = z
   .object({
     /** How long to hold the request open for the result, ms (at most 30 s). */
-    timeout: z.coerce.number().int().min(0).max(30_000).default(10_000),
+    timeout: wholeNumber(0, 30_000).default(10_000),
   })
   .strict();

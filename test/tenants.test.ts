@@ -6,6 +6,7 @@ import { CordonError } from "../src/errors";
 import { effectiveTrustLevel } from "../src/policy/admission";
 import { renderTrustTable } from "../src/policy/trust-table";
 import { historyStatement } from "../src/store/executions";
+import { FAILED_LOOKUPS_PER_WINDOW } from "../src/tenants/lookup-throttle";
 import { admin, call, createTenant, postJson } from "./helpers";
 
 const TRIVIAL = "export default async () => 1";
@@ -59,6 +60,28 @@ describe("API keys", () => {
 
     await admin("POST", `/keys/${fresh.id}/revoke`);
     expect((await postJson("/v1/executions", { runtime: "edge", code: TRIVIAL }, fresh.key)).status).toBe(401);
+  });
+
+  it("refuses lookups from an address that sent too many unknown keys, but not a cached key's requests", async () => {
+    const tenant = await createTenant();
+    const from = (address: string, key: string) =>
+      call("/v1/executions?limit=1", { key, headers: { "cf-connecting-ip": address } });
+    const unknownKey = (i: number) => `ck_${String(i).padStart(12, "0")}_${"b".repeat(32)}`;
+    const address = "203.0.113.7";
+    expect((await from(address, tenant.key)).status).toBe(200);
+
+    const answers: number[] = [];
+    for (let i = 0; i < FAILED_LOOKUPS_PER_WINDOW + 2; i++) answers.push((await from(address, unknownKey(i))).status);
+    expect(answers.slice(0, FAILED_LOOKUPS_PER_WINDOW)).toEqual(Array(FAILED_LOOKUPS_PER_WINDOW).fill(401));
+    expect(answers.at(-1)).toBe(429);
+
+    const refused = await from(address, unknownKey(999));
+    expect(refused.body.error).toMatchObject({ code: "RATE_LIMITED", limit: "failed_key_lookups" });
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(refused.headers.get("ratelimit-limit")).toBeNull();
+    // Another address still gets its own answer, and the cached key still works from this one.
+    expect((await from("203.0.113.8", unknownKey(0))).status).toBe(401);
+    expect((await from(address, tenant.key)).status).toBe(200);
   });
 
   it("keeps the health check open", async () => {
@@ -149,7 +172,9 @@ describe("rate limits", () => {
     const validated = await postJson("/v1/validate", { code: TRIVIAL }, tenant.key);
     expect(validated.status).toBe(200);
     expect(validated.headers.get("ratelimit-remaining")).toBe("2");
-    expect((await tenant.execute({ code: "export default (" })).status).toBe(422);
+    const refused = await tenant.execute({ code: "export default (" });
+    expect(refused.status).toBe(422);
+    expect(refused.headers.get("ratelimit-remaining")).toBe("1");
     const accepted = await tenant.execute({ code: TRIVIAL });
     expect(accepted.status).toBe(200);
     expect(accepted.headers.get("ratelimit-remaining")).toBe("0");

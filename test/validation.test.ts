@@ -35,6 +35,15 @@ describe("request validation", () => {
     expect(paths).toEqual(expect.arrayContaining(["code", "timeout"]));
   });
 
+  it("reads numbers in a query string only as decimal digits", async () => {
+    const list = (limit: string) => call(`/v1/executions?limit=${limit}`, { method: "GET" });
+    expect((await list("7")).status).toBe(200);
+    for (const spelling of ["1e1", "0x10", "%207", "7.0", "-1", "101", "abc"]) {
+      const { status, body } = await list(spelling);
+      expect({ spelling, status, code: body.error?.code }).toEqual({ spelling, status: 422, code: "VALIDATION_ERROR" });
+    }
+  });
+
   it("refuses a body over 1 MiB with 413, whether or not it declares its length", async () => {
     const big = JSON.stringify({ runtime: "edge", code: "x".repeat(1024 * 1024 + 10) });
     expect((await post(big)).body.error?.code).toBe("PAYLOAD_TOO_LARGE");

@@ -89,7 +89,7 @@ export const ROUTES: readonly RouteDoc[] = [
     auth: "apiKey",
     query: ListQuery,
     responses: { 200: { description: "A page of executions", schema: ExecutionPage } },
-    errors: [401, 422],
+    errors: [401, 422, 429],
   },
   {
     method: "get",
@@ -103,7 +103,7 @@ export const ROUTES: readonly RouteDoc[] = [
         schema: z.union([ExecutionResult, ExecutionProgress]),
       },
     },
-    errors: [401, 404],
+    errors: [401, 404, 429],
   },
   {
     method: "post",
@@ -116,7 +116,7 @@ export const ROUTES: readonly RouteDoc[] = [
       200: { description: "The job finished: its result", schema: ExecutionResult },
       202: { description: "Still running after `timeout`", schema: ExecutionProgress },
     },
-    errors: [401, 404, 422],
+    errors: [401, 404, 422, 429],
   },
   {
     method: "post",
@@ -125,7 +125,7 @@ export const ROUTES: readonly RouteDoc[] = [
     tag: "executions",
     auth: "apiKey",
     responses: { 200: { description: "The result: cancelled, or the one it already had", schema: ExecutionResult } },
-    errors: [401, 404],
+    errors: [401, 404, 429],
   },
   {
     method: "delete",
@@ -134,7 +134,7 @@ export const ROUTES: readonly RouteDoc[] = [
     tag: "executions",
     auth: "apiKey",
     responses: { 204: { description: "Deleted" } },
-    errors: [401, 404, 409],
+    errors: [401, 404, 409, 429],
   },
   {
     method: "post",

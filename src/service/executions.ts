@@ -61,9 +61,10 @@ async function prepare(context: ServiceContext, job: ExecutionRequest): Promise<
           })
         : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
   } catch (error) {
+    if (!refusedByChecks(error)) throw error;
     // The refusal is the answer; a full window only shows on the tenant's next request.
-    if (refusedByChecks(error)) await chargeCheck(env, caller).catch(() => undefined);
-    throw error;
+    const rate = await chargeCheck(env, caller).catch(() => undefined);
+    throw rate ? error.withRate(rate) : error;
   }
   return { job, prepared, tenantId: caller.tenant.id, acceptedAt, codeSha256: await sha256Hex(job.code) };
 }
@@ -291,7 +292,7 @@ export interface ValidationReport {
 }
 
 /** The code did not pass the static checks (it was parsed), as opposed to a refusal before them. */
-function refusedByChecks(error: unknown): boolean {
+function refusedByChecks(error: unknown): error is CordonError {
   return (
     error instanceof CordonError &&
     (error.code === ErrorCode.VALIDATION_ERROR || error.code === ErrorCode.SANDBOX_SECURITY_VIOLATION)

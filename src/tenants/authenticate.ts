@@ -13,18 +13,26 @@ export interface Caller {
 }
 
 export type AuthOutcome =
-  { ok: true; caller: Caller } | { ok: false; reason: "missing" | "malformed" | "unknown" | "revoked" };
+  | { ok: true; caller: Caller }
+  | { ok: false; reason: "missing" | "malformed" | "unknown" | "revoked" }
+  /** The key is not cached and `mayLookUp` said no (see lookup-throttle.ts). */
+  | { ok: false; reason: "lookup_refused" };
 
 /** Compared when the prefix is unknown, so an unknown key costs the same work as a wrong one. */
 const DECOY_HASH = "0".repeat(64);
 
-export async function authenticate(db: D1Database, key: string | null): Promise<AuthOutcome> {
+export async function authenticate(
+  db: D1Database,
+  key: string | null,
+  mayLookUp: () => boolean = () => true,
+): Promise<AuthOutcome> {
   if (key === null || key === "") return { ok: false, reason: "missing" };
   const prefix = keyPrefix(key);
   if (prefix === null) return { ok: false, reason: "malformed" };
   const hash = await hashKey(key);
   const cached = cachedCaller(hash);
   if (cached) return { ok: true, caller: cached };
+  if (!mayLookUp()) return { ok: false, reason: "lookup_refused" };
   const found = await findKeyWithTenant(db, prefix);
   if (!sameHash(hash, found?.key.hash ?? DECOY_HASH) || !found) return { ok: false, reason: "unknown" };
   if (found.key.revokedAt !== null) return { ok: false, reason: "revoked" };
