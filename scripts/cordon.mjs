@@ -7,9 +7,9 @@ import { parseArgs } from "node:util";
 import { loadDevVars } from "./local-config.mjs";
 
 const USAGE = `usage: npm run cordon -- <command>
-  tenants create --name NAME --trust high|medium|low|untrusted [--rate-limit N] [--concurrency N]
+  tenants create --name NAME --trust high|medium|low|untrusted [--rate-limit N] [--concurrency N] [--storage-mb N]
   tenants show TENANT_ID
-  tenants update TENANT_ID [--name NAME] [--trust LEVEL] [--rate-limit N] [--concurrency N]
+  tenants update TENANT_ID [--name NAME] [--trust LEVEL] [--rate-limit N] [--concurrency N] [--storage-mb N]
   keys list TENANT_ID
   keys create TENANT_ID [--name NAME] [--rate-limit N]
   keys rotate KEY_ID
@@ -22,6 +22,7 @@ const { values, positionals } = parseArgs({
     trust: { type: "string" },
     "rate-limit": { type: "string" },
     concurrency: { type: "string" },
+    "storage-mb": { type: "string" },
   },
 });
 const [group, action, id] = positionals;
@@ -34,6 +35,7 @@ const tenantFields = () =>
     maxTrustLevel: values.trust,
     rateLimit: number(values["rate-limit"]),
     maxConcurrency: number(values.concurrency),
+    storageLimitMb: number(values["storage-mb"]),
   });
 
 const commands = {

@@ -266,6 +266,7 @@ export const Tenant = z.object({
   maxTrustLevel: TrustLevel,
   rateLimitPerHour: z.number(),
   maxConcurrency: z.number(),
+  storageLimitMb: z.number(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -285,6 +286,8 @@ export const IssuedApiKey = ApiKey.extend({ key: z.string() });
 
 const MAX_RATE_LIMIT_PER_HOUR = 1_000_000;
 const MAX_CONCURRENCY = 1_000;
+/** D1's largest database. */
+const MAX_STORAGE_LIMIT_MB = 10_240;
 const RateLimitPerHour = z.number().int().min(1).max(MAX_RATE_LIMIT_PER_HOUR);
 
 export const CreateTenant = z
@@ -295,6 +298,8 @@ export const CreateTenant = z
     rateLimit: RateLimitPerHour.optional(),
     /** Executions running at once (default 10). */
     maxConcurrency: z.number().int().min(1).max(MAX_CONCURRENCY).optional(),
+    /** MiB the tenant's tables may grow the jobs' database by (default 100; 0: no growth). */
+    storageLimitMb: z.number().int().min(0).max(MAX_STORAGE_LIMIT_MB).optional(),
   })
   .strict();
 export const UpdateTenant = CreateTenant.partial().strict();

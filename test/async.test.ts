@@ -132,7 +132,14 @@ describe("the tracker's deadline alarm", () => {
     const job = ExecutionRequest.parse({ runtime: "edge", code: "export default async () => 1", timeout: 1000 });
     const acceptedAt = Date.now() - 60_000;
     const prepared = prepareEdgeJob(job, { executionId: id, trustLevel: "medium", acceptedAt });
-    const ticket: JobTicket = { job, prepared, tenantId: tenant.id, acceptedAt, codeSha256: "0".repeat(64) };
+    const ticket: JobTicket = {
+      job,
+      prepared,
+      tenantId: tenant.id,
+      acceptedAt,
+      codeSha256: "0".repeat(64),
+      storageLimitMb: 1,
+    };
     const stub = env.EXECUTION_TRACKER.get(env.EXECUTION_TRACKER.idFromName(id));
 
     // The job was recorded as running, and then nothing answered (as when a dispatcher dies mid-job).

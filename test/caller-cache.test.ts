@@ -19,6 +19,7 @@ function callerOf(tenantId: string, keyId: string): Caller {
       maxTrustLevel: "high",
       rateLimitPerHour: 10,
       maxConcurrency: 1,
+      storageLimitMb: 1,
       createdAt: at,
       updatedAt: at,
     },

@@ -11,7 +11,7 @@ import { prepareNodeJob } from "../src/node/prepare";
 import { tenantKvPrefix } from "../src/bindings/kv";
 import { ExecutionRequest } from "../src/schemas";
 import { mayStartEarly, noteAdmission } from "../src/service/early-start";
-import { call, createTenant } from "./helpers";
+import { call, createTenant, storageOf } from "./helpers";
 
 function sessionFor(tenantId: string, admitted: Promise<boolean>): BindingSession {
   return new BindingSession({
@@ -21,6 +21,7 @@ function sessionFor(tenantId: string, admitted: Promise<boolean>): BindingSessio
     maxCalls: 10,
     db: env.JOB_DB,
     kv: env.JOB_KV,
+    storage: storageOf(tenantId),
     admitted,
   });
 }

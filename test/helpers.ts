@@ -1,5 +1,7 @@
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
+import { BYTES_PER_MB, StorageQuota } from "../src/bindings/storage-quota";
+import { ledgerOf } from "../src/service/admission";
 
 /** Matches the ADMIN_TOKEN binding set in vitest.config.ts. */
 export const ADMIN_TOKEN = "test-admin-token";
@@ -88,4 +90,9 @@ export async function expectHiddenFrom(stranger: TestTenant, id: string): Promis
     const response = await call(`/v1/executions/${id}${suffix}`, { method, key: stranger.key });
     expect(response.status, `${method} ${suffix}`).toBe(404);
   }
+}
+
+/** A tenant's storage limit in JOB_DB, kept by its real ledger, for tests that build a BindingSession. */
+export function storageOf(tenantId: string, limitMb = 100): StorageQuota {
+  return new StorageQuota(limitMb * BYTES_PER_MB, ledgerOf(env, tenantId));
 }

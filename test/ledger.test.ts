@@ -12,7 +12,7 @@ import { hostRunner } from "../src/edge/host-runner";
 import { prepareEdgeJob } from "../src/edge/prepare";
 import { ExecutionRequest, ExecutionResult } from "../src/schemas";
 import { ledgerOf, RATE_WINDOW_MS } from "../src/service/admission";
-import { call, createTenant, expectHiddenFrom, type TestTenant } from "./helpers";
+import { call, createTenant, expectHiddenFrom, storageOf, type TestTenant } from "./helpers";
 
 const TRIVIAL = "export default async (input) => input";
 
@@ -168,6 +168,7 @@ describe("a synchronous job's journal", () => {
       maxCalls: 0,
       db: env.JOB_DB,
       kv: env.JOB_KV,
+      storage: storageOf(tenant.id),
     });
     expect(await runner.run(runnerRequest, session)).toMatchObject({
       ok: false,

@@ -1,11 +1,13 @@
 /**
  * The DB binding's one operation: run a statement for a tenant, after the SQL policy has parsed it,
  * checked its kind against the cordon and confined every table to the tenant's namespace. Values go
- * in only as bound parameters. Rows and bytes of the answer are bounded.
+ * in only as bound parameters. Rows and bytes of the answer are bounded; what a write adds to the
+ * database counts against the tenant's storage limit (storage-quota.ts).
  */
 import { ErrorCode } from "../errors";
 import { checkStatement, type StatementKind } from "./sql";
 import type { BindingAnswer } from "./protocol";
+import type { StorageQuota } from "./storage-quota";
 
 export const MAX_ROWS = 1_000;
 export const MAX_RESULT_BYTES = 1024 * 1024;
@@ -26,7 +28,11 @@ export interface DatabaseScope {
   /** Lowercase [a-z0-9]{1,32}, derived from the tenant id: the namespace of the tenant's tables. */
   tenantKey: string;
   allowedKinds: ReadonlySet<StatementKind>;
+  storage: StorageQuota;
 }
+
+/** Statements that cannot grow the database: they run even when the tenant is at its storage limit. */
+const FREEING_KINDS: ReadonlySet<StatementKind> = new Set<StatementKind>(["delete", "drop_table", "drop_index"]);
 
 export async function runStatement(
   db: D1Database,
@@ -46,11 +52,27 @@ export async function runStatement(
       },
     };
   }
+  if (verdict.kind !== "select" && !FREEING_KINDS.has(verdict.kind)) {
+    const fullAt = await scope.storage.fullAt();
+    if (fullAt !== null) {
+      return {
+        ok: false,
+        error: {
+          code: ErrorCode.SANDBOX_SECURITY_VIOLATION,
+          message: `statement refused: the tenant's tables have grown the database by ${fullAt} bytes, its limit is ${scope.storage.limitBytes}; DELETE or DROP to make room`,
+          rule: "storage_quota",
+        },
+      };
+    }
+  }
   try {
     const bound = db
       .prepare(verdict.sql)
       .bind(...params.map((value) => (typeof value === "boolean" ? Number(value) : value)));
-    const result = await bound.all<Record<string, unknown>>();
+    const result =
+      verdict.kind === "select"
+        ? await bound.all<Record<string, unknown>>()
+        : await measuredWrite(db, bound, scope.storage);
     const rows = result.results.slice(0, MAX_ROWS);
     const bytes = JSON.stringify(rows).length;
     if (bytes > MAX_RESULT_BYTES) {
@@ -76,4 +98,19 @@ export async function runStatement(
     const message = (error instanceof Error ? error.message : String(error)).replaceAll(`t_${scope.tenantKey}__`, "");
     return { ok: false, error: { code: ErrorCode.SANDBOX_RUNTIME_ERROR, message: `the statement failed: ${message}` } };
   }
+}
+
+/**
+ * Runs a statement that can write after one that does nothing, in one batch (a transaction that runs
+ * alone in the database), and charges the difference of their `size_after` to the tenant.
+ */
+async function measuredWrite(
+  db: D1Database,
+  statement: D1PreparedStatement,
+  storage: StorageQuota,
+): Promise<D1Result<Record<string, unknown>>> {
+  const [before, after] = await db.batch<Record<string, unknown>>([db.prepare("SELECT 1"), statement]);
+  if (!before || !after) throw new Error("D1 answered a batch of two with fewer results");
+  await storage.charge(after.meta.size_after - before.meta.size_after);
+  return after;
 }

@@ -8,6 +8,7 @@ import { ErrorCode } from "../errors";
 import { CORDONS, type TrustLevel } from "../policy/trust";
 import { allowedStatementKinds, runStatement, type DatabaseScope } from "./database";
 import { kvDelete, kvGet, kvList, kvPut, tenantKvPrefix } from "./kv";
+import type { StorageQuota } from "./storage-quota";
 import { decodeBindingCall, type BindingAnswer, type BindingCall, type BindingCounters } from "./protocol";
 
 export interface BindingSessionOptions {
@@ -18,6 +19,8 @@ export interface BindingSessionOptions {
   maxCalls: number;
   db: D1Database;
   kv: KVNamespace;
+  /** The tenant's storage limit in `db`, kept by its ledger. */
+  storage: StorageQuota;
   /**
    * For a job started before its admission answer (see service/early-start.ts): resolves true once it
    * is admitted, false if it is refused. Calls wait for it, so a refused job has no effect on its data.
@@ -39,6 +42,7 @@ export class BindingSession {
     this.#database = {
       tenantKey: options.tenantId.replace(/^ten_/, ""),
       allowedKinds: allowedStatementKinds(CORDONS[options.trustLevel].sqlStatementKinds),
+      storage: options.storage,
     };
     this.#kvPrefix = tenantKvPrefix(options.tenantId);
   }

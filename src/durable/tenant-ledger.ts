@@ -82,6 +82,8 @@ export interface TenantLedgerApi {
   cancel(executionId: string): Promise<LedgerLocation>;
   forget(executionId: string): Promise<void>;
   logged(): Promise<void>;
+  storageUsed(): Promise<number>;
+  chargeStorage(deltaBytes: number): Promise<number>;
 }
 
 /** How a caller refused for concurrency should wait before retrying. */
@@ -114,6 +116,9 @@ const MIGRATIONS: readonly string[] = [
   `CREATE TABLE hit_counts (key_id TEXT PRIMARY KEY, n INTEGER NOT NULL);
    INSERT INTO hit_counts (key_id, n) SELECT key_id, COUNT(*) FROM hits GROUP BY key_id;
    CREATE INDEX hits_by_key ON hits (key_id, ts);`,
+  // Bytes the tenant's writes have grown the jobs' database by (bindings/storage-quota.ts).
+  `CREATE TABLE storage (id INTEGER PRIMARY KEY CHECK (id = 1), used_bytes INTEGER NOT NULL);
+   INSERT INTO storage (id, used_bytes) VALUES (1, 0);`,
 ];
 
 type JournalRow = {
@@ -249,6 +254,25 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
    */
   async logged(): Promise<void> {
     await this.#loggedNow();
+  }
+
+  /** Bytes the tenant's tables have grown the jobs' database by, as charged so far. */
+  async storageUsed(): Promise<number> {
+    return this.#sql.exec<{ used_bytes: number }>("SELECT used_bytes FROM storage").one().used_bytes;
+  }
+
+  /**
+   * Adds what one write grew (or, negative, shrank) the jobs' database by, and answers the new total.
+   * Never below 0: space another tenant's writes took and this tenant's deletes freed is no credit.
+   */
+  async chargeStorage(deltaBytes: number): Promise<number> {
+    const delta = Number.isFinite(deltaBytes) ? Math.trunc(deltaBytes) : 0;
+    return this.#sql
+      .exec<{ used_bytes: number }>(
+        "UPDATE storage SET used_bytes = MAX(0, used_bytes + ?) RETURNING used_bytes",
+        delta,
+      )
+      .one().used_bytes;
   }
 
   /** Gives up jobs past their deadline, retries the log, and wakes again for the next deadline. */

@@ -4,6 +4,7 @@
  * place a job runs from: the dispatcher's request (synchronous jobs) and an ExecutionTracker (async).
  */
 import { BindingSession } from "../bindings/session";
+import { BYTES_PER_MB, StorageQuota } from "../bindings/storage-quota";
 import { ErrorCode } from "../errors";
 import { runEdgeJob } from "../edge/execute";
 import type { PreparedJob } from "../edge/prepare";
@@ -12,6 +13,7 @@ import { judgeNode } from "../node/judge";
 import type { PreparedNodeJob } from "../node/prepare";
 import { nodeHomeFor } from "../node/select-home";
 import { abandonedResult } from "../results";
+import { ledgerOf } from "../service/admission";
 import type { ExecutionRequest, ExecutionResult } from "../schemas";
 
 /** A job that has not reported this long after its deadline (past the runner's kill and the host's margin) is given up. */
@@ -39,12 +41,14 @@ export interface AdmittedJob {
   acceptedAt: number;
   /** SHA-256 of the job's code, computed once at admission for every record of it. */
   codeSha256: string;
+  /** The tenant's storage limit in the jobs' database (bindings/storage-quota.ts). */
+  storageLimitMb: number;
 }
 
 /** `admitted`: for a job started before its admission answer, see BindingSessionOptions.admitted. */
 export async function runOnItsHome(
   home: HomeContext,
-  { job, prepared, tenantId, acceptedAt, codeSha256 }: AdmittedJob,
+  { job, prepared, tenantId, acceptedAt, codeSha256, storageLimitMb }: AdmittedJob,
   admitted?: Promise<boolean>,
 ): Promise<ExecutionResult> {
   if (prepared.runtime === "node") {
@@ -71,6 +75,7 @@ export async function runOnItsHome(
     maxCalls: prepared.limits.bindingCalls,
     db: home.env.JOB_DB,
     kv: home.env.JOB_KV,
+    storage: new StorageQuota(storageLimitMb * BYTES_PER_MB, ledgerOf(home.env, tenantId)),
     ...(admitted ? { admitted } : {}),
   });
   return runEdgeJob(job, prepared, {

@@ -37,7 +37,12 @@ export interface RouteDoc {
 }
 
 const TenantWithKey = z.object({ tenant: Tenant, apiKey: IssuedApiKey });
-const TenantWithKeys = z.object({ tenant: Tenant, keys: z.array(ApiKey) });
+const TenantWithKeys = z.object({
+  tenant: Tenant,
+  keys: z.array(ApiKey),
+  /** Bytes the tenant's tables have grown the jobs' database by (counted against `storageLimitMb`). */
+  storageUsedBytes: z.number(),
+});
 
 export const ROUTES: readonly RouteDoc[] = [
   {
@@ -159,7 +164,7 @@ export const ROUTES: readonly RouteDoc[] = [
   {
     method: "get",
     path: "/v1/admin/tenants/:id",
-    summary: "A tenant and its keys",
+    summary: "A tenant, its keys and its storage use",
     tag: "admin",
     auth: "admin",
     responses: { 200: { description: "The tenant", schema: TenantWithKeys } },

@@ -4,6 +4,7 @@ import { CordonError, ErrorCode } from "../errors";
 import { requireAdmin } from "../middleware/auth";
 import { readJsonBody } from "../middleware/json-body";
 import { CreateKey, CreateTenant, UpdateTenant } from "../schemas";
+import { ledgerOf } from "../service/admission";
 import { mintKey } from "../tenants/keys";
 import { createTenant, findKey, findTenant, insertKey, listKeys, revokeKey, updateTenant } from "../tenants/store";
 
@@ -17,6 +18,7 @@ admin.post("/tenants", async (c) => {
     maxTrustLevel: body.maxTrustLevel,
     rateLimitPerHour: body.rateLimit,
     maxConcurrency: body.maxConcurrency,
+    storageLimitMb: body.storageLimitMb,
   });
   const apiKey = await issueKey(c.env.DB, tenant.id, { name: "default" });
   return c.json({ tenant, apiKey }, 201);
@@ -24,7 +26,11 @@ admin.post("/tenants", async (c) => {
 
 admin.get("/tenants/:id", async (c) => {
   const tenant = await mustFindTenant(c.env.DB, c.req.param("id"));
-  return c.json({ tenant, keys: await listKeys(c.env.DB, tenant.id) });
+  const [keys, storageUsedBytes] = await Promise.all([
+    listKeys(c.env.DB, tenant.id),
+    ledgerOf(c.env, tenant.id).storageUsed(),
+  ]);
+  return c.json({ tenant, keys, storageUsedBytes });
 });
 
 admin.patch("/tenants/:id", async (c) => {
@@ -34,6 +40,7 @@ admin.patch("/tenants/:id", async (c) => {
     maxTrustLevel: body.maxTrustLevel,
     rateLimitPerHour: body.rateLimit,
     maxConcurrency: body.maxConcurrency,
+    storageLimitMb: body.storageLimitMb,
   });
   if (!tenant) throw notFound("tenant", c.req.param("id"));
   return c.json({ tenant });

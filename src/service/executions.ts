@@ -66,7 +66,14 @@ async function prepare(context: ServiceContext, job: ExecutionRequest): Promise<
     const rate = await chargeCheck(env, caller).catch(() => undefined);
     throw rate ? error.withRate(rate) : error;
   }
-  return { job, prepared, tenantId: caller.tenant.id, acceptedAt, codeSha256: await sha256Hex(job.code) };
+  return {
+    job,
+    prepared,
+    tenantId: caller.tenant.id,
+    acceptedAt,
+    codeSha256: await sha256Hex(job.code),
+    storageLimitMb: caller.tenant.storageLimitMb,
+  };
 }
 
 /**

@@ -9,6 +9,8 @@ export interface Tenant {
   maxTrustLevel: TrustLevel;
   rateLimitPerHour: number;
   maxConcurrency: number;
+  /** How much the tenant's tables may grow the jobs' database (bindings/storage-quota.ts). */
+  storageLimitMb: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -29,6 +31,7 @@ interface TenantRow {
   max_trust_level: TrustLevel;
   rate_limit_per_hour: number;
   max_concurrency: number;
+  storage_limit_mb: number;
   created_at: string;
   updated_at: string;
 }
@@ -46,10 +49,17 @@ interface KeyRow {
 
 export const DEFAULT_RATE_LIMIT_PER_HOUR = 100;
 export const DEFAULT_MAX_CONCURRENCY = 10;
+export const DEFAULT_STORAGE_LIMIT_MB = 100;
 
 export async function createTenant(
   db: D1Database,
-  input: { name: string; maxTrustLevel: TrustLevel; rateLimitPerHour?: number; maxConcurrency?: number },
+  input: {
+    name: string;
+    maxTrustLevel: TrustLevel;
+    rateLimitPerHour?: number;
+    maxConcurrency?: number;
+    storageLimitMb?: number;
+  },
 ): Promise<Tenant> {
   const now = new Date().toISOString();
   const tenant: Tenant = {
@@ -58,14 +68,24 @@ export async function createTenant(
     maxTrustLevel: input.maxTrustLevel,
     rateLimitPerHour: input.rateLimitPerHour ?? DEFAULT_RATE_LIMIT_PER_HOUR,
     maxConcurrency: input.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY,
+    storageLimitMb: input.storageLimitMb ?? DEFAULT_STORAGE_LIMIT_MB,
     createdAt: now,
     updatedAt: now,
   };
   await db
     .prepare(
-      "INSERT INTO tenants (id, name, max_trust_level, rate_limit_per_hour, max_concurrency, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO tenants (id, name, max_trust_level, rate_limit_per_hour, max_concurrency, storage_limit_mb, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(tenant.id, tenant.name, tenant.maxTrustLevel, tenant.rateLimitPerHour, tenant.maxConcurrency, now, now)
+    .bind(
+      tenant.id,
+      tenant.name,
+      tenant.maxTrustLevel,
+      tenant.rateLimitPerHour,
+      tenant.maxConcurrency,
+      tenant.storageLimitMb,
+      now,
+      now,
+    )
     .run();
   return tenant;
 }
@@ -78,16 +98,24 @@ export async function findTenant(db: D1Database, id: string): Promise<Tenant | n
 export async function updateTenant(
   db: D1Database,
   id: string,
-  changes: { maxTrustLevel?: TrustLevel; rateLimitPerHour?: number; maxConcurrency?: number; name?: string },
+  changes: Partial<Pick<Tenant, "name" | "maxTrustLevel" | "rateLimitPerHour" | "maxConcurrency" | "storageLimitMb">>,
 ): Promise<Tenant | null> {
   const current = await findTenant(db, id);
   if (!current) return null;
   const next: Tenant = { ...current, ...definedOnly(changes), updatedAt: new Date().toISOString() };
   await db
     .prepare(
-      "UPDATE tenants SET name = ?, max_trust_level = ?, rate_limit_per_hour = ?, max_concurrency = ?, updated_at = ? WHERE id = ?",
+      "UPDATE tenants SET name = ?, max_trust_level = ?, rate_limit_per_hour = ?, max_concurrency = ?, storage_limit_mb = ?, updated_at = ? WHERE id = ?",
     )
-    .bind(next.name, next.maxTrustLevel, next.rateLimitPerHour, next.maxConcurrency, next.updatedAt, id)
+    .bind(
+      next.name,
+      next.maxTrustLevel,
+      next.rateLimitPerHour,
+      next.maxConcurrency,
+      next.storageLimitMb,
+      next.updatedAt,
+      id,
+    )
     .run();
   forgetCallers({ tenantId: id });
   return next;
@@ -124,7 +152,7 @@ export async function findKeyWithTenant(
     .prepare(
       `SELECT k.id, k.tenant_id, k.prefix, k.hash, k.name, k.rate_limit_per_hour AS key_rate_limit, k.created_at AS key_created_at,
               k.revoked_at, t.name AS tenant_name, t.max_trust_level, t.rate_limit_per_hour, t.max_concurrency,
-              t.created_at, t.updated_at
+              t.storage_limit_mb, t.created_at, t.updated_at
        FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.prefix = ?`,
     )
     .bind(prefix)
@@ -177,6 +205,7 @@ function tenantFromRow(row: TenantRow): Tenant {
     maxTrustLevel: row.max_trust_level,
     rateLimitPerHour: row.rate_limit_per_hour,
     maxConcurrency: row.max_concurrency,
+    storageLimitMb: row.storage_limit_mb,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -6,10 +6,12 @@
 import { env, exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BindingSession } from "../../src/bindings/session";
+import { BYTES_PER_MB } from "../../src/bindings/storage-quota";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { loaderRunner } from "../../src/edge/runner";
 import { ExecutionRequest } from "../../src/schemas";
-import { createTenant, type TestTenant } from "../helpers";
+import { ledgerOf } from "../../src/service/admission";
+import { admin, createTenant, storageOf, type TestTenant } from "../helpers";
 
 let alice: TestTenant;
 let bob: TestTenant;
@@ -166,6 +168,44 @@ describe("DB binding", () => {
     );
   });
 
+  it("refuses writes past the tenant's storage limit, lets DELETE make room, and leaves other tenants alone", async () => {
+    const small = await createTenant({ name: "small", maxTrustLevel: "high", storageLimitMb: 1 });
+    // 200 KB rows until refused; then the table is emptied and a row fits again.
+    const fill = `export default async (_input, { env }) => {
+      const row = "x".repeat(200_000);
+      const answers = [];
+      await env.DB.query("CREATE TABLE IF NOT EXISTS blobs (v TEXT)");
+      for (let i = 0; i < 8; i++) {
+        try { await env.DB.query("INSERT INTO blobs (v) VALUES (?)", [row]); answers.push("ok"); }
+        catch (error) { answers.push(error.rule); }
+      }
+      return answers;
+    }`;
+    const filled = await small.execute({ code: fill });
+    const answers = filled.body.output as string[];
+    // 1 MiB holds 5 such rows (and the table's own pages); the write that reaches it is the last.
+    expect(answers.slice(0, 5)).toEqual(["ok", "ok", "ok", "ok", "ok"]);
+    expect(answers.at(-1)).toBe("storage_quota");
+    expect(answers.filter((answer) => answer === "ok").length).toBeLessThanOrEqual(6);
+    const used = () => ledgerOf(env, small.id).storageUsed();
+    expect(await used()).toBeGreaterThanOrEqual(BYTES_PER_MB);
+
+    const emptied = await small.execute({
+      code: `export default async (_input, { env }) => {
+        await env.DB.query("DELETE FROM blobs");
+        await env.DB.query("INSERT INTO blobs (v) VALUES (?)", ["x".repeat(200_000)]);
+        return (await env.DB.query("SELECT count(*) AS n FROM blobs")).rows[0].n;
+      }`,
+    });
+    expect(emptied.body.output).toBe(1);
+    expect(await used()).toBeLessThan(300_000);
+    const shown = await admin("GET", `/tenants/${small.id}`);
+    expect(shown.body).toMatchObject({ tenant: { storageLimitMb: 1 }, storageUsedBytes: await used() });
+    // Another tenant's writes are not counted against this one, nor refused by it.
+    const other = await alice.execute({ code: fill });
+    expect(other.body.output).toEqual(Array(8).fill("ok"));
+  });
+
   it("enforces the per-job binding call quota", async () => {
     const { body } = await alice.execute({
       code: probe(["SELECT 1", "SELECT 2", "SELECT 3"]),
@@ -285,6 +325,7 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
       maxCalls: 10,
       db: env.JOB_DB,
       kv: env.JOB_KV,
+      storage: storageOf(alice.id),
     });
     const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
     expect(reply.ok && reply.report.calls[0]).toMatchObject({
@@ -347,6 +388,7 @@ describe("what a job's calls can cost the dispatcher", () => {
       maxCalls: bindingCalls,
       db: env.JOB_DB,
       kv: env.JOB_KV,
+      storage: storageOf(alice.id),
     });
     const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
     const first = reply.ok ? reply.report.calls[0] : undefined;
@@ -390,6 +432,7 @@ describe("what a job's calls can cost the dispatcher", () => {
       maxCalls: 10,
       db: env.JOB_DB,
       kv: env.JOB_KV,
+      storage: storageOf(alice.id),
     });
     const rules = await Promise.all(
       [

@@ -9,6 +9,7 @@ import { judge } from "../../src/edge/judge";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { loaderRunner } from "../../src/edge/runner";
 import { ExecutionRequest } from "../../src/schemas";
+import { storageOf } from "../helpers";
 
 const NETWORK = { enabled: true, allowedDomains: ["api.example.com"], maxBytes: 2_000 };
 
@@ -23,6 +24,7 @@ async function run(job: Record<string, unknown>, trustLevel: "high" | "low" = "h
     maxCalls: 10,
     db: env.JOB_DB,
     kv: env.JOB_KV,
+    storage: storageOf("ten_egress"),
   });
   const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
   const now = new Date();
