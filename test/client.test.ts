@@ -170,6 +170,217 @@ describe("Cordon client", () => {
     expect(urls.length).toBe(sentBefore);
   });
 
+  it("sends nothing for a signal aborted already, and keeps its reason", async () => {
+    sent = [];
+    const controller = new AbortController();
+    const reason = new Error("the user left");
+    controller.abort(reason);
+    const cordon = client();
+    for (const call of [
+      () => cordon.execute.code({ runtime: "edge", code: "export default async () => 1" }, controller),
+      () => cordon.executions.get("exec_x", controller),
+      () => cordon.executions.wait("exec_x", { signal: controller.signal }),
+      () => cordon.executions.delete("exec_x", controller),
+      () => cordon.validate({ code: "export default 1" }, controller),
+    ]) {
+      const error = (await call().catch((e: unknown) => e)) as CordonError;
+      expect(error).toBeInstanceOf(CordonError);
+      expect(error).toMatchObject({ code: "CLIENT_ABORTED", status: 0 });
+      expect(error.cause).toBe(reason);
+    }
+    expect(sent.length).toBe(0);
+  });
+
+  it("ends a fetch in flight and a backoff at once when the signal aborts, and leaves no listener", async () => {
+    // A fetch that answers only when its request's signal aborts: the client hands it the signal.
+    let toldToStop = 0;
+    const hanging = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      fetch: (request) =>
+        new Promise((_resolve, reject) => {
+          request.signal.addEventListener("abort", () => {
+            toldToStop++;
+            reject(request.signal.reason);
+          });
+        }),
+    });
+    const inFlight = new AbortController();
+    setTimeout(() => inFlight.abort(), 50);
+    let started = Date.now();
+    await expect(hanging.executions.get("exec_x", inFlight)).rejects.toMatchObject({ code: "CLIENT_ABORTED" });
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(toldToStop).toBe(1);
+
+    // A 429 that asks for 5 s: the abort ends the sleep, not the end of the 5 s.
+    let attempts = 0;
+    const refused = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      fetch: async () => {
+        attempts++;
+        const error = { code: "RATE_LIMITED", message: "slow down" };
+        return Response.json({ error }, { status: 429, headers: { "retry-after": "5" } });
+      },
+    });
+    const backoff = new AbortController();
+    setTimeout(() => backoff.abort(), 50);
+    started = Date.now();
+    await expect(refused.executions.list({}, backoff)).rejects.toMatchObject({ code: "CLIENT_ABORTED" });
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(attempts).toBe(1);
+
+    // Every listener the client adds to a caller's signal goes again, after a backoff that ran out too.
+    const signal = new AbortController().signal;
+    let added = 0;
+    let removed = 0;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = (...args: Parameters<typeof add>) => {
+      added++;
+      add(...args);
+    };
+    signal.removeEventListener = (...args: Parameters<typeof remove>) => {
+      removed++;
+      remove(...args);
+    };
+    let answered = 0;
+    const retried = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      fetch: async () => {
+        if (answered++ === 0) {
+          const error = { code: "RATE_LIMITED", message: "slow down" };
+          return Response.json({ error }, { status: 429, headers: { "retry-after": "0" } });
+        }
+        return Response.json({ executions: [], nextCursor: null });
+      },
+    });
+    await retried.executions.list({}, { signal });
+    expect(answered).toBe(2);
+    // Two fetches and the backoff between them.
+    expect(added).toBe(3);
+    expect(removed).toBe(added);
+  });
+
+  it("stops a wait at once when the signal aborts", async () => {
+    const cordon = client();
+    const submitted = await cordon.execute.submit({
+      runtime: "edge",
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 'done' }",
+    });
+    const controller = new AbortController();
+    const reason = new Error("enough");
+    setTimeout(() => controller.abort(reason), 300);
+    const started = Date.now();
+    const error = (await cordon.executions
+      .wait(submitted.id, { pollTimeoutMs: 100, signal: controller.signal })
+      .catch((e: unknown) => e)) as CordonError;
+    expect(error).toMatchObject({ code: "CLIENT_ABORTED", status: 0 });
+    expect(error.cause).toBe(reason);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    // The job itself goes on; it is the caller's to cancel. Let it end before the next test.
+    expect((await cordon.executions.wait(submitted.id)).output).toBe("done");
+  });
+
+  it("retries a request that outlives requestTimeoutMs when it is idempotent, never a submitted job", async () => {
+    let attempts = 0;
+    const stalled = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      requestTimeoutMs: 50,
+      fetch: async (request) => {
+        attempts++;
+        // The first two answers never come; the third does.
+        if (attempts <= 2 || request.method === "POST") return new Promise<Response>(() => {});
+        return Response.json({ executions: [], nextCursor: null });
+      },
+    });
+    await expect(stalled.executions.list()).resolves.toMatchObject({ executions: [] });
+    expect(attempts).toBe(3);
+
+    attempts = 0;
+    const error = (await stalled.execute
+      .code({ runtime: "edge", code: "export default async () => 1" })
+      .catch((e: unknown) => e)) as CordonError;
+    expect(error).toBeInstanceOf(CordonError);
+    expect(error).toMatchObject({ code: "CLIENT_REQUEST_TIMEOUT", status: 0 });
+    expect(attempts).toBe(1);
+
+    attempts = 0;
+    const never = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      requestTimeoutMs: 50,
+      fetch: () => {
+        attempts++;
+        return new Promise<Response>(() => {});
+      },
+    });
+    await expect(never.executions.get("exec_x")).rejects.toMatchObject({ code: "CLIENT_REQUEST_TIMEOUT" });
+    expect(attempts).toBe(3);
+
+    // With both, the caller's abort is an abort, not a timeout, and is not retried.
+    attempts = 0;
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 10);
+    await expect(never.executions.get("exec_x", controller)).rejects.toMatchObject({ code: "CLIENT_ABORTED" });
+    expect(attempts).toBe(1);
+  });
+
+  it("gives a wait's poll its poll time on top of requestTimeoutMs", async () => {
+    const cordon = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      requestTimeoutMs: 200,
+      // No retries: a timed-out poll would otherwise be retried until the job ends, and pass anyway.
+      maxRetries: 0,
+      fetch: (request) => exports.default.fetch(request),
+    });
+    const submitted = await cordon.execute.submit({
+      runtime: "edge",
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 800)); return 'done' }",
+    });
+    expect((await cordon.executions.wait(submitted.id, { pollTimeoutMs: 5_000 })).output).toBe("done");
+  });
+
+  it("fails a job with the same code and status through execute.code and through submit + wait", async () => {
+    const cordon = client();
+    for (const [job, expected] of [
+      [{ runtime: "edge", code: "export default async () => { throw new Error('no') }" }, 422],
+      [{ runtime: "edge", code: "export default async () => { for (;;) {} }", timeout: 300 }, 408],
+    ] as const) {
+      const direct = (await cordon.execute.code(job).catch((e: unknown) => e)) as CordonError;
+      const submitted = await cordon.execute.submit(job);
+      const waited = (await cordon.executions.wait(submitted.id).catch((e: unknown) => e)) as CordonError;
+      expect(waited).toBeInstanceOf(CordonError);
+      expect({ code: waited.code, status: waited.status }).toEqual({ code: direct.code, status: direct.status });
+      expect(waited.status).toBe(expected);
+      expect(waited.executionId).toBe(submitted.id);
+    }
+  });
+
+  it("resolves a DELETE whose answer was lost once its retry finds the execution gone", async () => {
+    const cordon = client();
+    const { id } = await cordon.execute.code({ runtime: "edge", code: "export default async () => 1" });
+    let deletes = 0;
+    const dropping = new Cordon({
+      baseUrl: "https://cordon.test",
+      apiKey: tenant.key,
+      fetch: async (request) => {
+        const response = await exports.default.fetch(request);
+        // The first DELETE reaches the service and does its work; only its answer is lost.
+        if (request.method === "DELETE" && deletes++ === 0) throw new TypeError("connection reset");
+        return response;
+      },
+    });
+    await expect(dropping.executions.delete(id)).resolves.toBeUndefined();
+    expect(deletes).toBe(2);
+    await expect(cordon.executions.get(id)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+    // Without a lost answer, an unknown id is still NOT_FOUND.
+    await expect(dropping.executions.delete(id)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+  });
+
   it("lists and validates with typed queries", async () => {
     sent = [];
     const page = await client().executions.list({ limit: 1 });
