@@ -6,6 +6,7 @@ import { openApiDocument } from "./openapi/document";
 import { admin } from "./routes/admin";
 import { executions } from "./routes/executions";
 import { setRateHeaders } from "./routes/rate-headers";
+import { usage } from "./routes/usage";
 import { validate } from "./routes/validate";
 
 export const app = new Hono<{ Bindings: Env }>();
@@ -15,6 +16,7 @@ app.get("/openapi.json", (c) => c.json(openApiDocument()));
 app.get("/docs", (c) => c.html(DOCS_PAGE));
 app.route("/v1/executions", executions);
 app.route("/v1/validate", validate);
+app.route("/v1/usage", usage);
 app.route("/v1/admin", admin);
 
 app.notFound((c) => {

@@ -260,6 +260,25 @@ export const ValidationReport = z.object({
 
 export const ErrorEnvelope = z.object({ error: ExecutionError });
 
+/** What a tenant has used of its limits (`GET /v1/usage`). */
+export const Usage = z.object({
+  tenantId: z.string(),
+  maxTrustLevel: TrustLevel,
+  /** The tenant's sliding hourly window of requests that run or check code; the key's own when that one is full. */
+  requests: z.object({
+    limit: z.number(),
+    remaining: z.number(),
+    /** Seconds until the oldest request in the window stops counting. */
+    resetSeconds: z.number(),
+    /** Which window is full, when one is. */
+    exhausted: z.enum(["tenant_rate", "key_rate"]).nullable(),
+  }),
+  concurrency: z.object({ limit: z.number(), running: z.number() }),
+  /** The tenant's tables in the jobs' database: how much they have grown it, against the limit. */
+  storage: z.object({ limitBytes: z.number(), usedBytes: z.number() }),
+});
+export type Usage = z.infer<typeof Usage>;
+
 export const Tenant = z.object({
   id: z.string(),
   name: z.string(),

@@ -50,6 +50,13 @@ describe("Cordon client", () => {
     expect(error.metrics?.duration).toEqual(expect.any(Number));
   });
 
+  it("reads the tenant's usage of its limits", async () => {
+    sent = [];
+    const usage = await client().usage();
+    expect(usage).toMatchObject({ tenantId: tenant.id, concurrency: { limit: 1 }, storage: { usedBytes: 0 } });
+    expect(new URL(sent[0]?.url ?? "").pathname).toBe("/v1/usage");
+  });
+
   it("throws refusals with their code and no execution id", async () => {
     sent = [];
     const error = (await client({ apiKey: "ck_nope" })

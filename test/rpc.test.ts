@@ -197,6 +197,12 @@ describe("SandboxService methods", () => {
     expect(listed.ok && listed.value.executions.map((entry) => entry.id)).toEqual([ran.value.id]);
     const checked = await service.validate(tenant.key, { code: "export default () => eval('1')" });
     expect(checked).toMatchObject({ ok: true, value: { valid: false, problems: [{ rule: "construct-refused" }] } });
+    const usage = await service.usage(tenant.key);
+    expect(usage.ok && usage.value).toMatchObject({ tenantId: tenant.id, concurrency: { running: 0 } });
+    // The execution and the validation above counted; the usage call did not.
+    expect(usage.ok && usage.value.requests.limit - usage.value.requests.remaining).toBeGreaterThanOrEqual(2);
+    const again = await service.usage(tenant.key);
+    expect(again.ok && again.value.requests.remaining).toBe(usage.ok && usage.value.requests.remaining);
   });
 });
 

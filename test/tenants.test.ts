@@ -218,6 +218,44 @@ describe("rate limits", () => {
   });
 });
 
+describe("GET /v1/usage", () => {
+  it("shows the tenant's window, running jobs and storage, and counts nothing itself", async () => {
+    const tenant = await createTenant({ rateLimit: 5, maxConcurrency: 3, storageLimitMb: 2 });
+    const usage = async () => (await call("/v1/usage", { key: tenant.key })).body;
+    expect(await usage()).toMatchObject({
+      tenantId: tenant.id,
+      maxTrustLevel: "high",
+      requests: { limit: 5, remaining: 5, exhausted: null },
+      concurrency: { limit: 3, running: 0 },
+      storage: { limitBytes: 2 * 1024 * 1024, usedBytes: 0 },
+    });
+
+    const wrote = await tenant.execute({
+      code: `export default async (_input, { env }) => {
+        await env.DB.query("CREATE TABLE notes (body TEXT)");
+        await env.DB.query("INSERT INTO notes (body) VALUES (?)", ["x".repeat(100_000)]);
+      }`,
+    });
+    expect(wrote.status).toBe(200);
+    const held = await tenant.execute({
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 1 }",
+      async: true,
+    });
+    expect(held.status).toBe(202);
+    const during = await usage();
+    expect(during).toMatchObject({ requests: { remaining: 3 }, concurrency: { running: 1 } });
+    expect((during.storage as { usedBytes: number }).usedBytes).toBeGreaterThanOrEqual(100_000);
+    expect((await usage()).requests).toMatchObject({ remaining: 3 });
+
+    await call(`/v1/executions/${String(held.body.id)}/wait?timeout=5000`, { method: "POST", key: tenant.key });
+    for (let i = 0; i < 3; i++) expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
+    expect(await usage()).toMatchObject({
+      requests: { remaining: 0, exhausted: "tenant_rate" },
+      concurrency: { running: 0 },
+    });
+  });
+});
+
 describe("POST /v1/validate", () => {
   it("reports syntax errors, refused constructs and valid code without running anything", async () => {
     const tenant = await createTenant({ maxTrustLevel: "high" });

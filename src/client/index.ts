@@ -31,14 +31,21 @@ interface WireError {
   message: string;
   [detail: string]: unknown;
 }
-import type { ExecutionProgress, ExecutionRequest, ExecutionResult, ListQuery, ValidateRequest } from "../schemas";
+import type {
+  ExecutionProgress,
+  ExecutionRequest,
+  ExecutionResult,
+  ListQuery,
+  Usage,
+  ValidateRequest,
+} from "../schemas";
 import type { ValidationReport } from "../service/executions";
 import type { ExecutionPage } from "../store/executions";
 
 export type ExecuteCodeRequest = z.input<typeof ExecutionRequest>;
 export type ListExecutionsQuery = z.input<typeof ListQuery>;
 export type ValidateCodeRequest = z.input<typeof ValidateRequest>;
-export type { ExecutionResult, ExecutionPage, ExecutionProgress, ValidationReport };
+export type { ExecutionResult, ExecutionPage, ExecutionProgress, Usage, ValidationReport };
 
 export interface CordonOptions {
   baseUrl: string;
@@ -157,6 +164,11 @@ export class Cordon {
 
   validate(request: ValidateCodeRequest, { signal }: CallOptions = {}): Promise<ValidationReport> {
     return this.#send<ValidationReport>("POST", "/v1/validate", { body: request, signal });
+  }
+
+  /** What the tenant has used of its limits: the hourly window, concurrency slots, storage. */
+  usage({ signal }: CallOptions = {}): Promise<Usage> {
+    return this.#send<Usage>("GET", "/v1/usage", { signal });
   }
 
   /** Long-polls `/wait` until the job ends or `timeoutMs` passes (then throws CLIENT_WAIT_TIMEOUT). */

@@ -66,6 +66,15 @@ export type AdmitResult =
     };
 type RateRefusal = Extract<AdmitResult, { allowed: false }>;
 
+/** What the tenant has used of its limits, as the ledger keeps it. */
+export interface LedgerUsage {
+  /** The hourly window (a refusal when it is full, with when it has room again). */
+  rate: AdmitResult;
+  /** Concurrency slots held: running jobs, and cancelled ones whose runner has not stopped yet. */
+  running: number;
+  storageUsedBytes: number;
+}
+
 /** Where an execution of this tenant is held while it is not (yet) in the execution log. */
 export type LedgerLocation =
   { at: "ledger"; state: Extract<TrackedState, { found: true }> } | { at: "tracker" } | { at: "log" };
@@ -84,6 +93,7 @@ export interface TenantLedgerApi {
   logged(): Promise<void>;
   storageUsed(): Promise<number>;
   chargeStorage(deltaBytes: number): Promise<number>;
+  usage(request: RateRequest): Promise<LedgerUsage>;
 }
 
 /** How a caller refused for concurrency should wait before retrying. */
@@ -273,6 +283,17 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
         delta,
       )
       .one().used_bytes;
+  }
+
+  /** The tenant's use of its hourly window, its concurrency slots and its storage, recording nothing. */
+  async usage(request: RateRequest): Promise<LedgerUsage> {
+    const now = Date.now();
+    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    return {
+      rate: this.#rateVerdict(request, now),
+      running: this.#count("SELECT COUNT(*) AS n FROM leases"),
+      storageUsedBytes: await this.storageUsed(),
+    };
   }
 
   /** Gives up jobs past their deadline, retries the log, and wakes again for the next deadline. */

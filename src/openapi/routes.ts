@@ -16,6 +16,7 @@ import {
   Tenant,
   UpdateTenant,
   ValidateRequest,
+  Usage,
   ValidationReport,
   WaitQuery,
 } from "../schemas";
@@ -150,6 +151,15 @@ export const ROUTES: readonly RouteDoc[] = [
     body: ValidateRequest,
     responses: { 200: { description: "The problems found (none when valid)", schema: ValidationReport } },
     errors: [400, 401, 403, 413, 415, 422, 429],
+  },
+  {
+    method: "get",
+    path: "/v1/usage",
+    summary: "What the caller's tenant has used of its limits (rate window, concurrency, storage)",
+    tag: "executions",
+    auth: "apiKey",
+    responses: { 200: { description: "The tenant's use of its limits", schema: Usage } },
+    errors: [401, 429],
   },
   {
     method: "post",

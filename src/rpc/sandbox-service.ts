@@ -21,6 +21,7 @@ import {
   WaitQuery,
   type ExecutionProgress,
   type ExecutionResult,
+  type Usage,
 } from "../schemas";
 import type { RateInfo } from "../service/admission";
 import {
@@ -35,6 +36,7 @@ import {
   type ServiceContext,
   type ValidationReport,
 } from "../service/executions";
+import { tenantUsage } from "../service/usage";
 import type { ExecutionPage } from "../store/executions";
 import { authenticate } from "../tenants/authenticate";
 
@@ -53,6 +55,7 @@ export interface SandboxServiceApi {
   delete(apiKey: string, executionId: string): Promise<RpcReply<null>>;
   list(apiKey: string, query?: z.input<typeof ListQuery>): Promise<RpcReply<ExecutionPage>>;
   validate(apiKey: string, request: z.input<typeof ValidateRequest>): Promise<RpcReply<ValidationReport>>;
+  usage(apiKey: string): Promise<RpcReply<Usage>>;
 }
 
 export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServiceApi {
@@ -117,6 +120,11 @@ export class SandboxService extends WorkerEntrypoint<Env> implements SandboxServ
       ok: true,
       value: (await validateCode(context, parse(ValidateRequest, request))).report,
     }));
+  }
+
+  /** What the caller's tenant has used of its limits. */
+  async usage(apiKey: string): Promise<RpcReply<Usage>> {
+    return this.#call(apiKey, async (context) => ({ ok: true, value: await tenantUsage(context.env, context.caller) }));
   }
 
   async #call<T>(apiKey: unknown, work: (context: ServiceContext) => Promise<RpcReply<T>>): Promise<RpcReply<T>> {

@@ -64,7 +64,7 @@ export async function requireRoomIfRecentlyRefused(env: Env, caller: Caller): Pr
   rateOrRefusal(caller, await ledgerOf(env, caller.tenant.id).peek(rateRequestOf(caller)));
 }
 
-function rateRequestOf(caller: Caller): RateRequest {
+export function rateRequestOf(caller: Caller): RateRequest {
   return {
     keyId: caller.key.id,
     tenantLimit: caller.tenant.rateLimitPerHour,
