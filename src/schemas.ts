@@ -260,6 +260,15 @@ export const ValidationReport = z.object({
 
 export const ErrorEnvelope = z.object({ error: ExecutionError });
 
+/** A tenant's storage against its limit: its tables' growth of the jobs' database, and its KV entries. */
+export const StorageReport = z.object({
+  limitBytes: z.number(),
+  usedBytes: z.number(),
+  dbBytes: z.number(),
+  kvBytes: z.number(),
+});
+export type StorageReport = z.infer<typeof StorageReport>;
+
 /** What a tenant has used of its limits (`GET /v1/usage`). */
 export const Usage = z.object({
   tenantId: z.string(),
@@ -274,8 +283,7 @@ export const Usage = z.object({
     exhausted: z.enum(["tenant_rate", "key_rate"]).nullable(),
   }),
   concurrency: z.object({ limit: z.number(), running: z.number() }),
-  /** The tenant's tables in the jobs' database: how much they have grown it, against the limit. */
-  storage: z.object({ limitBytes: z.number(), usedBytes: z.number() }),
+  storage: StorageReport,
 });
 export type Usage = z.infer<typeof Usage>;
 

@@ -94,5 +94,5 @@ export async function expectHiddenFrom(stranger: TestTenant, id: string): Promis
 
 /** A tenant's storage limit in JOB_DB, kept by its real ledger, for tests that build a BindingSession. */
 export function storageOf(tenantId: string, limitMb = 100): StorageQuota {
-  return new StorageQuota(limitMb * BYTES_PER_MB, ledgerOf(env, tenantId));
+  return new StorageQuota(limitMb * BYTES_PER_MB, () => ledgerOf(env, tenantId));
 }

@@ -6,7 +6,7 @@ import { CordonError } from "../src/errors";
 import { effectiveTrustLevel } from "../src/policy/admission";
 import { renderTrustTable } from "../src/policy/trust-table";
 import { historyStatement } from "../src/store/executions";
-import { FAILED_LOOKUPS_PER_WINDOW } from "../src/tenants/lookup-throttle";
+import { clientAddress, FAILED_LOOKUPS_PER_WINDOW, MAX_IN_FLIGHT } from "../src/tenants/lookup-throttle";
 import { admin, call, createTenant, postJson } from "./helpers";
 
 const TRIVIAL = "export default async () => 1";
@@ -82,6 +82,41 @@ describe("API keys", () => {
     // Another address still gets its own answer, and the cached key still works from this one.
     expect((await from("203.0.113.8", unknownKey(0))).status).toBe(401);
     expect((await from(address, tenant.key)).status).toBe(200);
+  });
+
+  it("counts IPv6 addresses by their /64, so one host cannot spread its failures over its block", async () => {
+    expect(clientAddress("2001:db8:1:2::5")).toBe("2001:db8:1:2::/64");
+    expect(clientAddress("2001:0DB8:0001:0002:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64");
+    expect(clientAddress("::1")).toBe("0:0:0:0::/64");
+    expect(clientAddress(" 198.51.100.4 ")).toBe("198.51.100.4");
+    expect(clientAddress(undefined)).toBeNull();
+
+    const unknownKey = (i: number) => `ck_${String(i).padStart(12, "7")}_${"c".repeat(32)}`;
+    const statuses: number[] = [];
+    for (let i = 0; i <= FAILED_LOOKUPS_PER_WINDOW; i++) {
+      const headers = { "cf-connecting-ip": `2001:db8:aa:bb::${(i + 1).toString(16)}` };
+      statuses.push((await call("/v1/executions", { key: unknownKey(i), headers })).status);
+    }
+    expect(statuses.at(-1)).toBe(401);
+    const next = await call("/v1/executions", {
+      key: unknownKey(99),
+      headers: { "cf-connecting-ip": "2001:db8:aa:bb::ffff" },
+    });
+    expect(next.status).toBe(429);
+  });
+
+  it("looks up at most a few keys of one address at once, so a burst is not read whole before it is counted", async () => {
+    const unknownKey = (i: number) => `ck_${String(i).padStart(12, "9")}_${"d".repeat(32)}`;
+    const burst = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        call("/v1/executions", { key: unknownKey(i), headers: { "cf-connecting-ip": "192.0.2.60" } }),
+      ),
+    );
+    const looked = burst.filter((answer) => answer.status === 401).length;
+    expect(looked).toBeLessThanOrEqual(FAILED_LOOKUPS_PER_WINDOW + MAX_IN_FLIGHT);
+    const refused = burst.find((answer) => answer.body.error?.limit === "key_lookups_in_flight");
+    expect(refused?.status).toBe(429);
+    expect(refused?.headers.get("retry-after")).toBe("1");
   });
 
   it("keeps the health check open", async () => {

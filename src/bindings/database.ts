@@ -7,7 +7,7 @@
 import { ErrorCode } from "../errors";
 import { checkStatement, type StatementKind } from "./sql";
 import type { BindingAnswer } from "./protocol";
-import type { StorageQuota } from "./storage-quota";
+import { storageFull, type StorageQuota } from "./storage-quota";
 
 export const MAX_ROWS = 1_000;
 export const MAX_RESULT_BYTES = 1024 * 1024;
@@ -52,18 +52,10 @@ export async function runStatement(
       },
     };
   }
-  if (verdict.kind !== "select" && !FREEING_KINDS.has(verdict.kind)) {
-    const fullAt = await scope.storage.fullAt();
-    if (fullAt !== null) {
-      return {
-        ok: false,
-        error: {
-          code: ErrorCode.SANDBOX_SECURITY_VIOLATION,
-          message: `statement refused: the tenant's tables have grown the database by ${fullAt} bytes, its limit is ${scope.storage.limitBytes}; DELETE or DROP to make room`,
-          rule: "storage_quota",
-        },
-      };
-    }
+  const reservedBytes = verdict.kind === "select" || FREEING_KINDS.has(verdict.kind) ? 0 : estimateBytes(sql, params);
+  if (reservedBytes > 0) {
+    const grant = await scope.storage.reserveWrite(reservedBytes);
+    if (!grant.granted) return storageFull(grant.usedBytes, scope.storage.limitBytes);
   }
   try {
     const bound = db
@@ -72,15 +64,17 @@ export async function runStatement(
     const result =
       verdict.kind === "select"
         ? await bound.all<Record<string, unknown>>()
-        : await measuredWrite(db, bound, scope.storage);
+        : await measuredWrite(db, bound, scope.storage, reservedBytes);
     const rows = result.results.slice(0, MAX_ROWS);
     const bytes = JSON.stringify(rows).length;
     if (bytes > MAX_RESULT_BYTES) {
+      // A write's RETURNING rows come back after it is done: say so, or the job would retry it.
+      const ran = verdict.kind === "select" ? "" : "the statement ran, but ";
       return {
         ok: false,
         error: {
           code: ErrorCode.SANDBOX_OUTPUT_TOO_LARGE,
-          message: `the result is ${bytes} bytes; the limit is ${MAX_RESULT_BYTES}`,
+          message: `${ran}its result is ${bytes} bytes; the limit is ${MAX_RESULT_BYTES}`,
         },
       };
     }
@@ -102,15 +96,30 @@ export async function runStatement(
 
 /**
  * Runs a statement that can write after one that does nothing, in one batch (a transaction that runs
- * alone in the database), and charges the difference of their `size_after` to the tenant.
+ * alone in the database), and counts the difference of their `size_after` for the tenant in place of
+ * what it reserved (all of it back if the statement failed).
  */
 async function measuredWrite(
   db: D1Database,
   statement: D1PreparedStatement,
   storage: StorageQuota,
+  reservedBytes: number,
 ): Promise<D1Result<Record<string, unknown>>> {
-  const [before, after] = await db.batch<Record<string, unknown>>([db.prepare("SELECT 1"), statement]);
-  if (!before || !after) throw new Error("D1 answered a batch of two with fewer results");
-  await storage.charge(after.meta.size_after - before.meta.size_after);
-  return after;
+  let measuredBytes = 0;
+  try {
+    const [before, after] = await db.batch<Record<string, unknown>>([db.prepare("SELECT 1"), statement]);
+    if (!before || !after) throw new Error("D1 answered a batch of two with fewer results");
+    measuredBytes = after.meta.size_after - before.meta.size_after;
+    return after;
+  } finally {
+    await storage.settleWrite(reservedBytes, measuredBytes);
+  }
+}
+
+/** What a write is expected to add: its text and its parameters (at least 1, so that it is checked). */
+function estimateBytes(sql: string, params: readonly (string | number | boolean | null)[]): number {
+  const encoder = new TextEncoder();
+  let bytes = encoder.encode(sql).byteLength;
+  for (const value of params) bytes += typeof value === "string" ? encoder.encode(value).byteLength : 8;
+  return Math.max(1, bytes);
 }

@@ -1,10 +1,12 @@
 /**
  * The KV binding: get / put / delete / list, confined to the tenant's key prefix. Keys are checked
  * (characters, length, no path tricks) before the prefix is added, values are bounded, and list only
- * ever sees the tenant's prefix, which it strips from the keys it returns.
+ * ever sees the tenant's prefix, which it strips from the keys it returns. Puts and deletes keep the
+ * tenant's storage account (storage-quota.ts).
  */
 import { ErrorCode } from "../errors";
 import type { BindingAnswer } from "./protocol";
+import { storageFull, type StorageQuota } from "./storage-quota";
 
 /**
  * KV takes keys of up to 512 bytes; the tenant's prefix (`t/<tenant id>/`, 39 characters, at most
@@ -54,6 +56,7 @@ export async function kvPut(
   key: string,
   value: string,
   expirationTtl: number | undefined,
+  storage: StorageQuota,
 ): Promise<BindingAnswer> {
   const problem = keyProblem(key);
   if (problem) return refused(problem, "invalid_key");
@@ -67,14 +70,23 @@ export async function kvPut(
     const range = `${MIN_EXPIRATION_TTL_SECONDS} to ${MAX_EXPIRATION_TTL_SECONDS} seconds`;
     return refused(`expirationTtl is ${range}`, "invalid_ttl");
   }
+  const expiresAt = expirationTtl === undefined ? null : Date.now() + expirationTtl * 1000;
+  const grant = await storage.recordKvEntry(key, key.length + bytes, expiresAt);
+  if (!grant.granted) return storageFull(grant.usedBytes, storage.limitBytes);
   await kv.put(prefix + key, value, expirationTtl === undefined ? {} : { expirationTtl });
   return { ok: true, value: null };
 }
 
-export async function kvDelete(kv: KVNamespace, prefix: string, key: string): Promise<BindingAnswer> {
+export async function kvDelete(
+  kv: KVNamespace,
+  prefix: string,
+  key: string,
+  storage: StorageQuota,
+): Promise<BindingAnswer> {
   const problem = keyProblem(key);
   if (problem) return refused(problem, "invalid_key");
   await kv.delete(prefix + key);
+  await storage.forgetKvEntry(key);
   return { ok: true, value: null };
 }
 

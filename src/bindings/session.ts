@@ -97,10 +97,10 @@ export class BindingSession {
         return kvList(kv, this.#kvPrefix, call);
       case "put":
         this.counters.kvWrites++;
-        return kvPut(kv, this.#kvPrefix, call.key, call.value, call.expirationTtl);
+        return kvPut(kv, this.#kvPrefix, call.key, call.value, call.expirationTtl, this.#options.storage);
       case "delete":
         this.counters.kvWrites++;
-        return kvDelete(kv, this.#kvPrefix, call.key);
+        return kvDelete(kv, this.#kvPrefix, call.key, this.#options.storage);
     }
   }
 }

@@ -1,53 +1,89 @@
 /**
- * A tenant's storage limit in the jobs' database (JOB_DB). Every tenant's tables share that one D1
- * database, so without a limit one tenant could fill it (D1 stops at 10 GB) for all of them.
+ * A tenant's storage limit: its tables in the jobs' database (JOB_DB) and its KV entries, together.
+ * Every tenant's tables share that one D1 database, so without a limit one tenant could fill it (D1
+ * stops at 10 GB) for all of them; KV has no such wall, but every byte there is paid for.
  *
  * How a write is measured: a statement that can write runs in a D1 batch after a statement that does
  * nothing. A batch runs alone in its database, as one transaction, so the difference between the two
  * statements' `meta.size_after` is what this statement grew the database by (negative: shrank it, as
- * D1 gives freed pages back). The tenant's ledger keeps the running total. A write that could grow
- * the database (INSERT, UPDATE, CREATE …) is refused once the total has reached the tenant's limit;
- * DELETE and DROP always run, so a tenant at its limit can make room.
+ * D1 gives freed pages back). Before it runs, a write that could grow the database (INSERT, UPDATE,
+ * CREATE …) reserves an estimate (its text and parameters) in the tenant's ledger, which refuses it
+ * once the total has reached the limit; the measured growth then replaces the estimate. The check
+ * and the reservation are one call to the ledger, so writes running at the same time (up to 4 calls
+ * per job, several jobs) each see the others'. DELETE and DROP always run, so a tenant at its limit
+ * can make room.
  *
  * What this bounds: the growth of the database that the tenant's writes caused. It is not the size of
  * its tables to the byte: pages freed by one tenant and reused by another's write cost that write
  * nothing, and no total goes below 0 (so a tenant cannot bank another's freed space as credit). The
- * sum over tenants is the database's size, so the database stays within the sum of their limits. One
- * write may pass the limit (an `INSERT … SELECT` doubling a table, say) before the next is refused;
- * jobs running at once each learn the total from their own writes.
+ * sum over tenants is the database's size. What it does not bound: how far one statement goes past
+ * its estimate. An `INSERT … SELECT` can copy a table, and one over a recursive CTE can make data out
+ * of nothing (`randomblob`, `printf` widths, a string doubled at each step), up to D1's own limits
+ * (2 MB a row, 10 GB the database); the limit then refuses the tenant's next write. Only a database
+ * per tenant bounds that (see the README).
+ *
+ * A KV entry costs the bytes of its key and value. The ledger keeps each entry's size and expiry (all
+ * of a tenant's KV writes go through its jobs' bindings), so a put that replaces a value costs the
+ * difference, and a delete or an expiry gives the bytes back. A put is recorded before it is sent, a
+ * delete after it is done: a call that fails halfway leaves the account too high, never too low.
  */
+
+import type { StorageGrant } from "../durable/storage-account";
+import { ErrorCode } from "../errors";
+import type { BindingAnswer } from "./protocol";
 
 /** The tenant's ledger, as far as storage goes (TenantLedger implements it). */
 export interface StorageLedger {
-  storageUsed(): Promise<number>;
-  chargeStorage(deltaBytes: number): Promise<number>;
+  reserveStorage(estimateBytes: number, limitBytes: number): Promise<StorageGrant>;
+  chargeStorage(deltaBytes: number): Promise<void>;
+  recordKvEntry(key: string, bytes: number, expiresAt: number | null, limitBytes: number): Promise<StorageGrant>;
+  forgetKvEntry(key: string): Promise<void>;
 }
 
 export const BYTES_PER_MB = 1024 * 1024;
 
+/** One job's view of its tenant's storage account: every check and count is one call to the ledger. */
 export class StorageQuota {
   readonly limitBytes: number;
-  readonly #ledger: StorageLedger;
-  /** The tenant's total as last heard from the ledger (undefined: not asked yet in this job). */
-  #usedBytes: number | undefined;
+  /**
+   * A fresh stub for each call: a job's calls reach the session from the JobBindings entrypoint, whose
+   * requests cannot use I/O objects (a stub) made in the request that started the job.
+   */
+  readonly #ledger: () => StorageLedger;
 
-  constructor(limitBytes: number, ledger: StorageLedger) {
+  constructor(limitBytes: number, ledger: () => StorageLedger) {
     this.limitBytes = limitBytes;
     this.#ledger = ledger;
   }
 
-  /**
-   * The tenant's total when it has reached its limit, else null. A total at the limit is asked again
-   * before it refuses: another job of the tenant may have made room since.
-   */
-  async fullAt(): Promise<number | null> {
-    if (this.#usedBytes === undefined || this.#usedBytes >= this.limitBytes) {
-      this.#usedBytes = await this.#ledger.storageUsed();
-    }
-    return this.#usedBytes >= this.limitBytes ? this.#usedBytes : null;
+  /** Before a database write that can grow it: counts `estimateBytes` now, or refuses at the limit. */
+  reserveWrite(estimateBytes: number): Promise<StorageGrant> {
+    return this.#ledger().reserveStorage(estimateBytes, this.limitBytes);
   }
 
-  async charge(deltaBytes: number): Promise<void> {
-    this.#usedBytes = await this.#ledger.chargeStorage(deltaBytes);
+  /** After a database write: what it measured, in place of what it reserved. */
+  async settleWrite(reservedBytes: number, measuredBytes: number): Promise<void> {
+    if (measuredBytes !== reservedBytes) await this.#ledger().chargeStorage(measuredBytes - reservedBytes);
   }
+
+  /** Before a KV put: records the entry, or refuses at the limit. */
+  recordKvEntry(key: string, bytes: number, expiresAt: number | null): Promise<StorageGrant> {
+    return this.#ledger().recordKvEntry(key, bytes, expiresAt, this.limitBytes);
+  }
+
+  forgetKvEntry(key: string): Promise<void> {
+    return this.#ledger().forgetKvEntry(key);
+  }
+}
+
+/** A write refused because the tenant stores as much as its limit allows. */
+export function storageFull(usedBytes: number, limitBytes: number): BindingAnswer {
+  return {
+    ok: false,
+    error: {
+      code: ErrorCode.SANDBOX_SECURITY_VIOLATION,
+      message: `the tenant stores ${usedBytes} bytes (tables and KV), its limit is ${limitBytes}; delete rows, tables or KV entries to make room`,
+      rule: "storage_quota",
+    },
+  };
 }

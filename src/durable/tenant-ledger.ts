@@ -16,6 +16,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { migrateSqlite } from "./sqlite-schema";
+import { StorageAccount, type StorageGrant, type StorageUse } from "./storage-account";
 import type { TrackedState } from "./execution-tracker";
 import { ErrorCode } from "../errors";
 import { cancelOnItsHome, durableHome } from "../jobs/homes";
@@ -72,7 +73,7 @@ export interface LedgerUsage {
   rate: AdmitResult;
   /** Concurrency slots held: running jobs, and cancelled ones whose runner has not stopped yet. */
   running: number;
-  storageUsedBytes: number;
+  storage: StorageUse;
 }
 
 /** Where an execution of this tenant is held while it is not (yet) in the execution log. */
@@ -91,8 +92,11 @@ export interface TenantLedgerApi {
   cancel(executionId: string): Promise<LedgerLocation>;
   forget(executionId: string): Promise<void>;
   logged(): Promise<void>;
-  storageUsed(): Promise<number>;
-  chargeStorage(deltaBytes: number): Promise<number>;
+  storageUse(): Promise<StorageUse>;
+  reserveStorage(estimateBytes: number, limitBytes: number): Promise<StorageGrant>;
+  chargeStorage(deltaBytes: number): Promise<void>;
+  recordKvEntry(key: string, bytes: number, expiresAt: number | null, limitBytes: number): Promise<StorageGrant>;
+  forgetKvEntry(key: string): Promise<void>;
   usage(request: RateRequest): Promise<LedgerUsage>;
 }
 
@@ -129,6 +133,11 @@ const MIGRATIONS: readonly string[] = [
   // Bytes the tenant's writes have grown the jobs' database by (bindings/storage-quota.ts).
   `CREATE TABLE storage (id INTEGER PRIMARY KEY CHECK (id = 1), used_bytes INTEGER NOT NULL);
    INSERT INTO storage (id, used_bytes) VALUES (1, 0);`,
+  // The tenant's KV entries count against the same limit (storage-account.ts).
+  `ALTER TABLE storage RENAME COLUMN used_bytes TO db_bytes;
+   ALTER TABLE storage ADD COLUMN kv_bytes INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE kv_entries (key TEXT PRIMARY KEY, bytes INTEGER NOT NULL, expires_at INTEGER);
+   CREATE INDEX kv_entries_by_expiry ON kv_entries (expires_at) WHERE expires_at IS NOT NULL;`,
 ];
 
 type JournalRow = {
@@ -140,6 +149,7 @@ type JournalRow = {
 
 export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi {
   readonly #sql: SqlStorage;
+  readonly #storage: StorageAccount;
   readonly #waiters = new Map<string, Set<() => void>>();
   /** The rate window's totals (undefined: to be read from storage, as after a start or an expiry). */
   #window: { tenantHits: number; oldest: number | null } | undefined;
@@ -156,6 +166,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     migrateSqlite(this.#sql, MIGRATIONS);
+    this.#storage = new StorageAccount(this.#sql);
   }
 
   async admit(request: AdmitRequest): Promise<AdmitResult> {
@@ -266,23 +277,29 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     await this.#loggedNow();
   }
 
-  /** Bytes the tenant's tables have grown the jobs' database by, as charged so far. */
-  async storageUsed(): Promise<number> {
-    return this.#sql.exec<{ used_bytes: number }>("SELECT used_bytes FROM storage").one().used_bytes;
+  /** What the tenant stores in the jobs' database and KV, as charged so far. */
+  async storageUse(): Promise<StorageUse> {
+    return this.#storage.use(Date.now());
   }
 
-  /**
-   * Adds what one write grew (or, negative, shrank) the jobs' database by, and answers the new total.
-   * Never below 0: space another tenant's writes took and this tenant's deletes freed is no credit.
-   */
-  async chargeStorage(deltaBytes: number): Promise<number> {
-    const delta = Number.isFinite(deltaBytes) ? Math.trunc(deltaBytes) : 0;
-    return this.#sql
-      .exec<{ used_bytes: number }>(
-        "UPDATE storage SET used_bytes = MAX(0, used_bytes + ?) RETURNING used_bytes",
-        delta,
-      )
-      .one().used_bytes;
+  /** Before a write to the jobs' database: refused at the limit, else the estimate is counted. */
+  async reserveStorage(estimateBytes: number, limitBytes: number): Promise<StorageGrant> {
+    return this.#storage.reserveDatabase(estimateBytes, limitBytes, Date.now());
+  }
+
+  /** Adds what a write grew (or, negative, shrank) the jobs' database by, less what it reserved. */
+  async chargeStorage(deltaBytes: number): Promise<void> {
+    this.#storage.chargeDatabase(deltaBytes);
+  }
+
+  /** Before a KV put: refused at the limit, else the entry's bytes replace what the key held. */
+  async recordKvEntry(key: string, bytes: number, expiresAt: number | null, limitBytes: number): Promise<StorageGrant> {
+    return this.#storage.recordKvEntry(String(key), Math.max(0, Math.trunc(bytes)), expiresAt, limitBytes, Date.now());
+  }
+
+  /** After a KV delete, or a put that failed. */
+  async forgetKvEntry(key: string): Promise<void> {
+    this.#storage.forgetKvEntry(String(key));
   }
 
   /** The tenant's use of its hourly window, its concurrency slots and its storage, recording nothing. */
@@ -292,7 +309,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     return {
       rate: this.#rateVerdict(request, now),
       running: this.#count("SELECT COUNT(*) AS n FROM leases"),
-      storageUsedBytes: await this.storageUsed(),
+      storage: this.#storage.use(now),
     };
   }
 

@@ -75,7 +75,7 @@ export async function runOnItsHome(
     maxCalls: prepared.limits.bindingCalls,
     db: home.env.JOB_DB,
     kv: home.env.JOB_KV,
-    storage: new StorageQuota(storageLimitMb * BYTES_PER_MB, ledgerOf(home.env, tenantId)),
+    storage: new StorageQuota(storageLimitMb * BYTES_PER_MB, () => ledgerOf(home.env, tenantId)),
     ...(admitted ? { admitted } : {}),
   });
   return runEdgeJob(job, prepared, {

@@ -5,8 +5,8 @@
  */
 import { createMiddleware } from "hono/factory";
 import { CordonError, ErrorCode } from "../errors";
-import { authenticate, type Caller } from "../tenants/authenticate";
-import { countFailedLookup, lookupRefusal } from "../tenants/lookup-throttle";
+import { authenticate, type AuthOutcome, type Caller } from "../tenants/authenticate";
+import { clientAddress, countFailedLookup, LookupGate, type LookupRefusal } from "../tenants/lookup-throttle";
 import { hashKey, sameHash } from "../tenants/keys";
 
 export type TenantEnv = { Bindings: Env; Variables: { caller: Caller } };
@@ -14,12 +14,17 @@ export type TenantEnv = { Bindings: Env; Variables: { caller: Caller } };
 export const UNAUTHORIZED_MESSAGE = "a valid API key is required: `Authorization: Bearer ck_…`";
 
 export const requireApiKey = createMiddleware<TenantEnv>(async (c, next) => {
-  const address = c.req.header("cf-connecting-ip") ?? null;
-  const refusal = lookupRefusal(address);
-  const outcome = await authenticate(c.env.DB, bearer(c.req.header("authorization")), () => refusal === null);
+  const address = clientAddress(c.req.header("cf-connecting-ip"));
+  const gate = new LookupGate(address);
+  let outcome: AuthOutcome;
+  try {
+    outcome = await authenticate(c.env.DB, bearer(c.req.header("authorization")), () => gate.enter());
+  } finally {
+    gate.leave();
+  }
   if (!outcome.ok) {
     console.log(JSON.stringify({ event: "auth_refused", via: "http", reason: outcome.reason }));
-    if (refusal !== null) throw lookupsRefused(refusal.retryAfterSeconds);
+    if (gate.refusal !== null) throw lookupsRefused(gate.refusal);
     if (outcome.reason === "unknown" || outcome.reason === "revoked") {
       await countFailedLookup(c.env.AUTH_FAILURES, address);
     }
@@ -38,12 +43,15 @@ export const requireAdmin = createMiddleware<{ Bindings: Env }>(async (c, next) 
   await next();
 });
 
-function lookupsRefused(retryAfterSeconds: number): CordonError {
-  return new CordonError(
-    ErrorCode.RATE_LIMITED,
-    `too many requests with unknown API keys from this address; retry in ${retryAfterSeconds} s`,
-    { limit: "failed_key_lookups", retryAfterSeconds },
-  );
+function lookupsRefused({ reason, retryAfterSeconds }: LookupRefusal): CordonError {
+  const why =
+    reason === "failed_key_lookups"
+      ? "too many requests with unknown API keys from this address"
+      : "too many API keys being looked up at once for this address";
+  return new CordonError(ErrorCode.RATE_LIMITED, `${why}; retry in ${retryAfterSeconds} s`, {
+    limit: reason,
+    retryAfterSeconds,
+  });
 }
 
 function bearer(header: string | undefined): string | null {

@@ -16,6 +16,7 @@ import {
   Tenant,
   UpdateTenant,
   ValidateRequest,
+  StorageReport,
   Usage,
   ValidationReport,
   WaitQuery,
@@ -41,8 +42,8 @@ const TenantWithKey = z.object({ tenant: Tenant, apiKey: IssuedApiKey });
 const TenantWithKeys = z.object({
   tenant: Tenant,
   keys: z.array(ApiKey),
-  /** Bytes the tenant's tables have grown the jobs' database by (counted against `storageLimitMb`). */
-  storageUsedBytes: z.number(),
+  /** The tenant's tables and KV entries, against `storageLimitMb`. */
+  storage: StorageReport,
 });
 
 export const ROUTES: readonly RouteDoc[] = [

@@ -5,6 +5,7 @@ import { requireAdmin } from "../middleware/auth";
 import { readJsonBody } from "../middleware/json-body";
 import { CreateKey, CreateTenant, UpdateTenant } from "../schemas";
 import { ledgerOf } from "../service/admission";
+import { storageReport } from "../service/usage";
 import { mintKey } from "../tenants/keys";
 import { createTenant, findKey, findTenant, insertKey, listKeys, revokeKey, updateTenant } from "../tenants/store";
 
@@ -26,11 +27,8 @@ admin.post("/tenants", async (c) => {
 
 admin.get("/tenants/:id", async (c) => {
   const tenant = await mustFindTenant(c.env.DB, c.req.param("id"));
-  const [keys, storageUsedBytes] = await Promise.all([
-    listKeys(c.env.DB, tenant.id),
-    ledgerOf(c.env, tenant.id).storageUsed(),
-  ]);
-  return c.json({ tenant, keys, storageUsedBytes });
+  const [keys, use] = await Promise.all([listKeys(c.env.DB, tenant.id), ledgerOf(c.env, tenant.id).storageUse()]);
+  return c.json({ tenant, keys, storage: storageReport(tenant.storageLimitMb, use) });
 });
 
 admin.patch("/tenants/:id", async (c) => {

@@ -4,6 +4,7 @@
  * JobBindings entrypoint). Two tenants; tenant B's data must be unreachable from tenant A's jobs.
  */
 import { env, exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BindingSession } from "../../src/bindings/session";
 import { BYTES_PER_MB } from "../../src/bindings/storage-quota";
@@ -187,7 +188,7 @@ describe("DB binding", () => {
     expect(answers.slice(0, 5)).toEqual(["ok", "ok", "ok", "ok", "ok"]);
     expect(answers.at(-1)).toBe("storage_quota");
     expect(answers.filter((answer) => answer === "ok").length).toBeLessThanOrEqual(6);
-    const used = () => ledgerOf(env, small.id).storageUsed();
+    const used = async () => (await ledgerOf(env, small.id).storageUse()).dbBytes;
     expect(await used()).toBeGreaterThanOrEqual(BYTES_PER_MB);
 
     const emptied = await small.execute({
@@ -200,7 +201,21 @@ describe("DB binding", () => {
     expect(emptied.body.output).toBe(1);
     expect(await used()).toBeLessThan(300_000);
     const shown = await admin("GET", `/tenants/${small.id}`);
-    expect(shown.body).toMatchObject({ tenant: { storageLimitMb: 1 }, storageUsedBytes: await used() });
+    expect(shown.body).toMatchObject({
+      tenant: { storageLimitMb: 1 },
+      storage: { limitBytes: BYTES_PER_MB, usedBytes: await used(), dbBytes: await used(), kvBytes: 0 },
+    });
+    // Writes at once, from three jobs of four calls each, all see each other's reservations: the
+    // tenant passes its limit by at most one write.
+    await small.execute({
+      code: `export default async (_input, { env }) => { await env.DB.query("DELETE FROM blobs") }`,
+    });
+    const parallel = `export default async (_input, { env }) => Promise.all(Array.from({ length: 8 }, () =>
+      env.DB.query("INSERT INTO blobs (v) VALUES (?)", ["x".repeat(200_000)]).then(() => "ok", (error) => error.rule)))`;
+    const runs = await Promise.all([1, 2, 3].map(() => small.execute({ code: parallel })));
+    const written = runs.flatMap((run) => run.body.output as string[]).filter((answer) => answer === "ok").length;
+    expect(written).toBeLessThanOrEqual(6);
+    expect(await used()).toBeLessThan(BYTES_PER_MB + 2 * 210_000);
     // Another tenant's writes are not counted against this one, nor refused by it.
     const other = await alice.execute({ code: fill });
     expect(other.body.output).toEqual(Array(8).fill("ok"));
@@ -217,6 +232,44 @@ describe("DB binding", () => {
 });
 
 describe("KV binding", () => {
+  it("counts entries against the tenant's storage limit: replaced, deleted and expired ones give their bytes back", async () => {
+    const small = await createTenant({ name: "small-kv", maxTrustLevel: "high", storageLimitMb: 1 });
+    const kvBytes = async () => (await ledgerOf(env, small.id).storageUse()).kvBytes;
+    // 100 KiB values until refused. An entry costs its key and value; a put is refused once the total
+    // has reached 1 MiB: after ten entries (1 024 020 bytes) there is room, after eleven there is not.
+    const filled = await small.execute({
+      code: `export default async (_input, { env }) => {
+        const answers = [];
+        for (let i = 0; i < 13; i++) {
+          try { await env.KV.put("k" + i, "x".repeat(102_400)); answers.push("ok"); }
+          catch (error) { answers.push(error.rule); }
+        }
+        return answers;
+      }`,
+    });
+    expect(filled.body.output).toEqual([...Array(11).fill("ok"), "storage_quota", "storage_quota"]);
+    const entry = (key: string, valueBytes: number) => key.length + valueBytes;
+    const big = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) => entry(`k${from + i}`, 102_400)).reduce((a, b) => a + b, 0);
+    expect(await kvBytes()).toBe(big(0, 11));
+
+    const made = await small.execute({
+      code: `export default async (_input, { env }) => {
+        for (let i = 0; i < 5; i++) await env.KV.delete("k" + i);
+        await env.KV.put("k5", "small");
+        await env.KV.put("brief", "x".repeat(1000), { expirationTtl: 60 });
+        return (await env.KV.list()).keys.length;
+      }`,
+    });
+    expect(made.body.output).toBe(7);
+    expect(await kvBytes()).toBe(big(6, 11) + entry("k5", 5) + entry("brief", 1000));
+    // An expired entry stops counting when the account is next read.
+    await runInDurableObject(ledgerOf(env, small.id) as never, (_ledger, state) => {
+      state.storage.sql.exec("UPDATE kv_entries SET expires_at = 1 WHERE key = 'brief'");
+    });
+    expect(await kvBytes()).toBe(big(6, 11) + entry("k5", 5));
+  });
+
   it("round-trips values and lists with pagination, confined to the tenant", async () => {
     const { status, body } = await alice.execute({
       code: `export default async (_input, { env }) => {
@@ -310,7 +363,10 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
         await env.KV.put("home", "production");
         let refused = null;
         try { await env.DB.query("PRAGMA table_list"); } catch (error) { refused = error.rule; }
-        return { kv: await env.KV.get("home"), db: (await env.DB.query("SELECT 40 + ? AS n", [2])).rows[0].n, refused };
+        await env.DB.query("CREATE TABLE IF NOT EXISTS homes (n INTEGER)");
+        await env.DB.query("INSERT INTO homes (n) VALUES (?)", [40]);
+        const db = (await env.DB.query("SELECT n + ? AS n FROM homes", [2])).rows[0].n;
+        return { kv: await env.KV.get("home"), db, refused };
       }`,
     });
     const prepared = prepareEdgeJob(job, {
@@ -327,12 +383,17 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
       kv: env.JOB_KV,
       storage: storageOf(alice.id),
     });
+    const before = await ledgerOf(env, alice.id).storageUse();
     const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
     expect(reply.ok && reply.report.calls[0]).toMatchObject({
       ok: true,
       outputJson: JSON.stringify({ kv: "production", db: 42, refused: "pragma" }),
     });
-    expect(session.counters).toEqual({ dbQueries: 2, dbRejected: 1, kvReads: 1, kvWrites: 1 });
+    expect(session.counters).toEqual({ dbQueries: 4, dbRejected: 1, kvReads: 1, kvWrites: 1 });
+    // The writes reached the tenant's storage account from the entrypoint's own requests.
+    const after = await ledgerOf(env, alice.id).storageUse();
+    expect(after.kvBytes - before.kvBytes).toBe("home".length + "production".length);
+    expect(after.dbBytes).toBeGreaterThan(before.dbBytes);
   });
 });
 
