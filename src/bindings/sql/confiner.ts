@@ -350,6 +350,13 @@ export class Confiner {
       case "references_specification":
         this.references(node, context);
         return;
+      case "referential_action":
+        // A DELETE runs even at the tenant's storage limit (it makes room); SET DEFAULT would let
+        // one write whole defaults into the children instead.
+        if (node.eventKw.name === "DELETE" && Array.isArray(node.actionKw) && node.actionKw[1].name === "DEFAULT") {
+          refuse("unsupported_syntax", "ON DELETE SET DEFAULT is not supported: use SET NULL or CASCADE");
+        }
+        break;
       case "binary_expr":
         if (isInOperator(node.operator)) {
           this.expr(node.left, context);

@@ -78,6 +78,11 @@ export const HOSTILE: readonly CorpusEntry[] = [
   ["UPDATE main.users SET name = 'x'", "cross_namespace"],
   ["CREATE TABLE temp.x (a)", "cross_namespace"],
   ["CREATE TEMP TABLE x (a)", "unsupported_syntax"],
+  ["CREATE TABLE c (pid TEXT DEFAULT 'x' REFERENCES p(id) ON DELETE SET DEFAULT)", "unsupported_syntax"],
+  [
+    "CREATE TABLE c (pid TEXT, FOREIGN KEY (pid) REFERENCES p(id) ON UPDATE CASCADE ON DELETE SET DEFAULT)",
+    "unsupported_syntax",
+  ],
   // ATTACH, PRAGMA, VACUUM and friends
   ["ATTACH DATABASE 'other.db' AS other", "attach_detach"],
   ["DETACH DATABASE other", "attach_detach"],
