@@ -82,6 +82,18 @@ describe("DB binding", () => {
     expect(body.output).toEqual({ joined: [1000, true], limited: [1, 2, 3] });
   });
 
+  it("refuses a join of bounded CTEs whose rows multiply past the limit, before D1 runs it", async () => {
+    // 8·10⁹ rows: run, this would hold the local runtime (and D1) for minutes.
+    const { body } = await alice.execute({
+      trustLevel: "low",
+      code: probe([
+        "WITH c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000) SELECT count(*) AS n FROM c, c AS d, c AS e",
+        "WITH c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000) SELECT count(*) AS n FROM c, c AS d",
+      ]),
+    });
+    expect(body.output).toMatchObject([{ rule: "join_too_large" }, { ok: { rows: [{ n: 4_000_000 }] } }]);
+  });
+
   it("keeps tenants' tables in their own database, apart from the platform's (JOB_DB, not DB)", async () => {
     const tables = async (db: D1Database) =>
       (await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all<{ name: string }>()).results.map(

@@ -26,6 +26,7 @@ import { asciiLower, checkLogicalName, physicalName, quoteIdentifier } from "./n
 import { refuse } from "./refusal";
 import { CteScope } from "./scope";
 import { childNodes, finalSelect } from "./tree";
+import { JSON_TABLE_ROWS, MAX_WORK, WorkMeter } from "./work";
 
 /** The target of INSERT/UPDATE/DELETE, for RETURNING, where SQLite resolves `table.column` by the real name. */
 export interface Target {
@@ -153,8 +154,15 @@ export function schemaQualified(what: string): never {
 export class Confiner {
   /** Logical names of the tables touched, ASCII-lowercased, in order of first use. */
   readonly tables = new Set<string>();
-  /** The CTEs whose bodies are being walked (innermost last), and whether each named itself. */
-  readonly #cteBodies: { name: string; recursive: boolean }[] = [];
+  /** The rows the statement can visit without a table holding them (work.ts). */
+  readonly work = new WorkMeter();
+  /**
+   * The CTEs whose bodies are being walked (innermost last), whether each named itself, and the
+   * LIMIT that bounds its recursion (NaN: none, which requireBoundedRecursion refuses).
+   */
+  readonly #cteBodies: { name: string; recursive: boolean; limit: number }[] = [];
+  /** The rows each CTE walked so far can make, by lowercase name (the larger, if a name is reused). */
+  readonly #cteRows = new Map<string, number>();
 
   constructor(private readonly tenantKey: string) {}
 
@@ -168,7 +176,13 @@ export class Confiner {
     const lower = asciiLower(name.name);
     const physical = quoteIdentifier(physicalName(this.tenantKey, name.name));
     if (options.cte && scope.has(name.name)) {
-      for (const body of this.#cteBodies) if (body.name === lower) body.recursive = true;
+      let rows = this.#cteRows.get(lower) ?? MAX_WORK;
+      for (const body of this.#cteBodies) {
+        if (body.name !== lower) continue;
+        body.recursive = true;
+        rows = Number.isNaN(body.limit) ? MAX_RECURSIVE_ROWS : body.limit;
+      }
+      this.work.multiply(rows);
       return { lower, physical };
     }
     checkLogicalName(name.name, "table");
@@ -225,26 +239,35 @@ export class Confiner {
 
   // ---- queries -----------------------------------------------------------------------------
 
+  /** A query where its rows are read: counted as a row source of the core (or statement) around it. */
   query(query: Query, outer: CteScope): void {
-    const first = leadingWith(query);
-    const scope = first ? this.withClause(first, outer) : outer;
-    this.queryBody(query, scope, first);
+    this.work.multiply(this.#queryWork(query, outer));
   }
 
-  private queryBody(node: Node, scope: CteScope, hoisted: WithClause | undefined): void {
+  /** Walks a query and answers the rows it can visit (work.ts). */
+  #queryWork(query: Query, outer: CteScope): number {
+    const first = leadingWith(query);
+    const scope = first ? this.withClause(first, outer) : outer;
+    return this.queryBody(query, scope, first);
+  }
+
+  private queryBody(node: Node, scope: CteScope, hoisted: WithClause | undefined): number {
     if (node.type === "compound_select_stmt") {
-      this.queryBody(node.left, scope, hoisted);
-      this.queryBody(node.right, scope, hoisted);
-      return;
+      return this.queryBody(node.left, scope, hoisted) + this.queryBody(node.right, scope, hoisted);
     }
     if (node.type === "paren_expr") {
       if (!isQuery(node.expr)) refuse("unsupported_syntax", "expected a SELECT in parentheses");
-      this.query(node.expr, scope);
-      return;
+      return this.#queryWork(node.expr, scope);
     }
     if (node.type !== "select_stmt") {
       refuse("unsupported_syntax", `${describe(node.type)} in a compound SELECT`);
     }
+    this.work.enterCore();
+    this.selectCore(node, scope, hoisted);
+    return this.work.leaveCore();
+  }
+
+  private selectCore(node: SelectStmt, scope: CteScope, hoisted: WithClause | undefined): void {
     let inner = scope;
     for (const [position, clause] of node.clauses.entries()) {
       if (clause.type === "with_clause") {
@@ -272,11 +295,12 @@ export class Confiner {
       if (cte.columns) this.expr(cte.columns, { scope });
       const body = cte.expr.expr;
       if (!isQuery(body)) refuse("unsupported_syntax", "a CTE must be a SELECT");
-      const walked = { name: asciiLower(cte.table.name), recursive: false };
+      const walked = { name: asciiLower(cte.table.name), recursive: false, limit: recursionBound(body) };
       this.#cteBodies.push(walked);
-      this.query(body, scope);
+      const rows = this.#queryWork(body, scope);
       this.#cteBodies.pop();
       if (walked.recursive) requireBoundedRecursion(body);
+      this.#cteRows.set(walked.name, Math.max(rows, this.#cteRows.get(walked.name) ?? 0));
     }
     return scope;
   }
@@ -329,6 +353,7 @@ export class Confiner {
     if (call.name.type !== "identifier") refuse("unsupported_syntax", "qualified function name");
     checkTableFunction(call.name.name);
     if (call.filter || call.over) refuse("unsupported_syntax", "FILTER/OVER on a table-valued function");
+    this.work.multiply(JSON_TABLE_ROWS);
     if (call.args) this.expr(call.args, { scope });
   }
 
@@ -420,15 +445,19 @@ export const MAX_RECURSIVE_ROWS = 10_000;
  * read-only job to stall every tenant's queries (locally, the whole runtime).
  */
 function requireBoundedRecursion(body: Query): void {
-  const limit = finalSelect(body)?.limit;
-  const offset = limit?.offset;
-  const rows = literalCount(limit?.count) + (offset === undefined ? 0 : literalCount(offset));
-  if (body.type !== "compound_select_stmt" || !(rows <= MAX_RECURSIVE_ROWS)) {
+  if (body.type !== "compound_select_stmt" || !(recursionBound(body) <= MAX_RECURSIVE_ROWS)) {
     refuse(
       "unbounded_recursion",
       `a recursive CTE must end with LIMIT n (and OFFSET m, if any), numbers with n + m up to ${MAX_RECURSIVE_ROWS}`,
     );
   }
+}
+
+/** The rows a recursive CTE's body stops at: its final LIMIT plus OFFSET, as literals; NaN without. */
+function recursionBound(body: Query): number {
+  const limit = finalSelect(body)?.limit;
+  const offset = limit?.offset;
+  return literalCount(limit?.count) + (offset === undefined ? 0 : literalCount(offset));
 }
 
 /** A non-negative integer literal's value; NaN for anything else (no bound). */

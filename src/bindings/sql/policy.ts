@@ -47,6 +47,7 @@ function confine(sql: string, options: CheckOptions): SqlVerdict {
   normalizeTokens(statement);
   const confiner = new Confiner(options.tenantKey);
   confineByKind(confiner, statement);
+  confiner.work.check();
   if (
     options.maxRows !== undefined &&
     (statement.type === "select_stmt" || statement.type === "compound_select_stmt")

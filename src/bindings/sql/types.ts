@@ -50,6 +50,7 @@ export const SQL_RULES = [
   "unsupported_syntax",
   "unbounded_recursion",
   "unbounded_returning",
+  "join_too_large",
 ] as const;
 export type SqlRule = (typeof SQL_RULES)[number];
 

@@ -34,6 +34,26 @@ export const HOSTILE: readonly CorpusEntry[] = [
   ],
   ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000000, 1) SELECT x FROM c", "unbounded_recursion"],
   ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10 OFFSET 5) SELECT x FROM c", "confined"],
+  // bounded CTEs (and JSON) joined: their rows multiply, with no table needed
+  ["WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10000) SELECT count(*) FROM c, c AS d", "join_too_large"],
+  [
+    "WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 400) SELECT count(*) FROM c, c AS d, c AS e",
+    "join_too_large",
+  ],
+  [
+    "WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10000), d AS (SELECT x FROM c) SELECT count(*) FROM d, d AS e",
+    "join_too_large",
+  ],
+  [
+    "WITH b(y) AS (SELECT 1 UNION ALL SELECT y+1 FROM b LIMIT 10000), a(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM a, b WHERE y = 10000 LIMIT 10000) SELECT count(*) FROM a",
+    "join_too_large",
+  ],
+  [
+    "WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10000) SELECT x FROM users WHERE id IN (SELECT c.x FROM c, c AS d)",
+    "join_too_large",
+  ],
+  ["SELECT count(*) FROM json_each(?), json_each(?)", "join_too_large"],
+  ["INSERT INTO users (id) SELECT a.value FROM json_each(?) AS a, json_each(?) AS b", "join_too_large"],
   // RETURNING whose rows are not bounded by the statement's text
   ["UPDATE users SET name = name RETURNING *", "unbounded_returning"],
   ["INSERT INTO users (id) SELECT x FROM (SELECT 1 AS x) RETURNING id", "unbounded_returning"],

@@ -95,6 +95,25 @@ describe("SELECT is rewritten to the tenant's tables", () => {
     });
   });
 
+  it("bounds the rows joined CTEs and JSON can make, and leaves tables, single sources and small joins alone", () => {
+    const series = (n: number) => `WITH c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT ${n})`;
+    for (const sql of [
+      `${series(10_000)} SELECT count(*) FROM c`,
+      `${series(3_000)} SELECT count(*) FROM c, c AS d`,
+      `${series(200)} SELECT count(*) FROM c, c AS d, c AS e`,
+      `${series(10_000)} SELECT x FROM c UNION ALL SELECT x FROM c`,
+      "SELECT u.id, t.value FROM users u, json_each(u.tags) t",
+      "SELECT * FROM users a, users b, users c",
+      `${series(10_000)} INSERT INTO users (id) SELECT x FROM c`,
+    ]) {
+      expect(check(sql), sql).toMatchObject({ ok: true });
+    }
+    expect(check(`${series(3_400)} SELECT count(*) FROM c, c AS d`)).toMatchObject({
+      ok: false,
+      rule: "join_too_large",
+    });
+  });
+
   it("caps a query's rows with a LIMIT SQLite applies, keeping the job's own LIMIT within it", () => {
     const capped = (sql: string) => {
       const verdict = checkStatement(sql, { tenantKey: TENANT, allowedKinds: ALL_KINDS, maxRows: 1001 });
