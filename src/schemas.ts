@@ -325,7 +325,7 @@ export const CreateTenant = z
     rateLimit: RateLimitPerHour.optional(),
     /** Executions running at once (default 10). */
     maxConcurrency: z.number().int().min(1).max(MAX_CONCURRENCY).optional(),
-    /** MiB the tenant's tables may grow the jobs' database by (default 100; 0: no growth). */
+    /** MiB the tenant's tables (their growth of the jobs' database) and KV entries may take (default 100). */
     storageLimitMb: z.number().int().min(0).max(MAX_STORAGE_LIMIT_MB).optional(),
   })
   .strict();

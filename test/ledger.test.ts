@@ -214,10 +214,12 @@ describe("a synchronous job's journal", () => {
 
   it("frees a cancelled job's slot at its deadline when its runner never answers", async () => {
     const id = newExecutionId();
-    await admitJournaled(id, Date.now() + 300);
+    // The deadline leaves room for a loaded machine: the cancel and the refused job must come before it.
+    const deadline = Date.now() + 2_000;
+    await admitJournaled(id, deadline);
     await call(`/v1/executions/${id}/cancel`, { method: "POST", key: tenant.key });
     expect((await tenant.execute({ code: TRIVIAL })).status).toBe(429);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await new Promise((resolve) => setTimeout(resolve, deadline - Date.now() + 100));
     expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
   });
 

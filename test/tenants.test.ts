@@ -88,6 +88,7 @@ describe("API keys", () => {
     expect(clientAddress("2001:db8:1:2::5")).toBe("2001:db8:1:2::/64");
     expect(clientAddress("2001:0DB8:0001:0002:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64");
     expect(clientAddress("::1")).toBe("0:0:0:0::/64");
+    expect(clientAddress("::ffff:203.0.113.5")).toBe("203.0.113.5");
     expect(clientAddress(" 198.51.100.4 ")).toBe("198.51.100.4");
     expect(clientAddress(undefined)).toBeNull();
 

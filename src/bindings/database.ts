@@ -7,7 +7,7 @@
 import { ErrorCode } from "../errors";
 import { checkStatement, type StatementKind } from "./sql";
 import type { BindingAnswer } from "./protocol";
-import { storageFull, type StorageQuota } from "./storage-quota";
+import { storageRefusal, type StorageQuota } from "./storage-quota";
 
 export const MAX_ROWS = 1_000;
 export const MAX_RESULT_BYTES = 1024 * 1024;
@@ -55,7 +55,7 @@ export async function runStatement(
   const reservedBytes = verdict.kind === "select" || FREEING_KINDS.has(verdict.kind) ? 0 : estimateBytes(sql, params);
   if (reservedBytes > 0) {
     const grant = await scope.storage.reserveWrite(reservedBytes);
-    if (!grant.granted) return storageFull(grant.usedBytes, scope.storage.limitBytes);
+    if (!grant.granted) return storageRefusal(grant, scope.storage.limitBytes);
   }
   try {
     const bound = db

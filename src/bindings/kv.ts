@@ -6,7 +6,7 @@
  */
 import { ErrorCode } from "../errors";
 import type { BindingAnswer } from "./protocol";
-import { storageFull, type StorageQuota } from "./storage-quota";
+import { storageRefusal, type StorageQuota } from "./storage-quota";
 
 /**
  * KV takes keys of up to 512 bytes; the tenant's prefix (`t/<tenant id>/`, 39 characters, at most
@@ -71,9 +71,9 @@ export async function kvPut(
     return refused(`expirationTtl is ${range}`, "invalid_ttl");
   }
   const expiresAt = expirationTtl === undefined ? null : Date.now() + expirationTtl * 1000;
-  const grant = await storage.recordKvEntry(key, key.length + bytes, expiresAt);
-  if (!grant.granted) return storageFull(grant.usedBytes, storage.limitBytes);
-  await kv.put(prefix + key, value, expirationTtl === undefined ? {} : { expirationTtl });
+  const grant = await storage.beginKvWrite(key, key.length + bytes, expiresAt);
+  if (!grant.granted) return storageRefusal(grant, storage.limitBytes);
+  await accounted(storage, key, kv.put(prefix + key, value, expirationTtl === undefined ? {} : { expirationTtl }));
   return { ok: true, value: null };
 }
 
@@ -85,8 +85,9 @@ export async function kvDelete(
 ): Promise<BindingAnswer> {
   const problem = keyProblem(key);
   if (problem) return refused(problem, "invalid_key");
-  await kv.delete(prefix + key);
-  await storage.forgetKvEntry(key);
+  const grant = await storage.beginKvWrite(key, null, null);
+  if (!grant.granted) return storageRefusal(grant, storage.limitBytes);
+  await accounted(storage, key, kv.delete(prefix + key));
   return { ok: true, value: null };
 }
 
@@ -113,6 +114,17 @@ export async function kvList(
       complete: page.list_complete,
     },
   };
+}
+
+/** Waits for a KV write and tells the storage account how it ended. */
+async function accounted(storage: StorageQuota, key: string, write: Promise<void>): Promise<void> {
+  let succeeded = false;
+  try {
+    await write;
+    succeeded = true;
+  } finally {
+    await storage.endKvWrite(key, succeeded);
+  }
 }
 
 function refused(message: string, rule: string): BindingAnswer {

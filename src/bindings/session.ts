@@ -19,7 +19,7 @@ export interface BindingSessionOptions {
   maxCalls: number;
   db: D1Database;
   kv: KVNamespace;
-  /** The tenant's storage limit in `db`, kept by its ledger. */
+  /** The tenant's storage limit over `db` and `kv`, kept by its ledger. */
   storage: StorageQuota;
   /**
    * For a job started before its admission answer (see service/early-start.ts): resolves true once it

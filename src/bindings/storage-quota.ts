@@ -24,21 +24,19 @@
  *
  * A KV entry costs the bytes of its key and value. The ledger keeps each entry's size and expiry (all
  * of a tenant's KV writes go through its jobs' bindings), so a put that replaces a value costs the
- * difference, and a delete or an expiry gives the bytes back. A put is recorded before it is sent, a
- * delete after it is done: a call that fails halfway leaves the account too high, never too low.
+ * difference, and a delete or an expiry gives the bytes back. One write per key is under way at a
+ * time (a second is refused, `key_busy`), and meanwhile the entry counts the larger of its old and
+ * new sizes; once the call has ended, the entry is what it left in KV. When the ledger cannot be told
+ * how a write ended, the account stays high, never low.
  */
 
 import type { StorageGrant } from "../durable/storage-account";
+import type { TenantLedgerApi } from "../durable/tenant-ledger";
 import { ErrorCode } from "../errors";
 import type { BindingAnswer } from "./protocol";
 
-/** The tenant's ledger, as far as storage goes (TenantLedger implements it). */
-export interface StorageLedger {
-  reserveStorage(estimateBytes: number, limitBytes: number): Promise<StorageGrant>;
-  chargeStorage(deltaBytes: number): Promise<void>;
-  recordKvEntry(key: string, bytes: number, expiresAt: number | null, limitBytes: number): Promise<StorageGrant>;
-  forgetKvEntry(key: string): Promise<void>;
-}
+/** The tenant's ledger, as far as storage goes. */
+export type StorageLedger = Pick<TenantLedgerApi, "reserveStorage" | "settleStorage" | "beginKvWrite" | "endKvWrite">;
 
 export const BYTES_PER_MB = 1024 * 1024;
 
@@ -56,34 +54,41 @@ export class StorageQuota {
     this.#ledger = ledger;
   }
 
-  /** Before a database write that can grow it: counts `estimateBytes` now, or refuses at the limit. */
+  /** Before a database write that can grow it: reserves `estimateBytes`, or refuses at the limit. */
   reserveWrite(estimateBytes: number): Promise<StorageGrant> {
     return this.#ledger().reserveStorage(estimateBytes, this.limitBytes);
   }
 
-  /** After a database write: what it measured, in place of what it reserved. */
+  /** After a database write (0 measured if it failed): never throws, the write's answer stands. */
   async settleWrite(reservedBytes: number, measuredBytes: number): Promise<void> {
-    if (measuredBytes !== reservedBytes) await this.#ledger().chargeStorage(measuredBytes - reservedBytes);
+    await this.#ledger()
+      .settleStorage(reservedBytes, measuredBytes)
+      .catch((error: unknown) => accountFailed("settle a database write", error));
   }
 
-  /** Before a KV put: records the entry, or refuses at the limit. */
-  recordKvEntry(key: string, bytes: number, expiresAt: number | null): Promise<StorageGrant> {
-    return this.#ledger().recordKvEntry(key, bytes, expiresAt, this.limitBytes);
+  /** Before a KV put (`bytes`: key and value) or delete (`bytes` null). */
+  beginKvWrite(key: string, bytes: number | null, expiresAt: number | null): Promise<StorageGrant> {
+    return this.#ledger().beginKvWrite(key, bytes, expiresAt, this.limitBytes);
   }
 
-  forgetKvEntry(key: string): Promise<void> {
-    return this.#ledger().forgetKvEntry(key);
+  /** After the KV call: never throws, the call's answer stands (the entry keeps its larger size). */
+  async endKvWrite(key: string, succeeded: boolean): Promise<void> {
+    await this.#ledger()
+      .endKvWrite(key, succeeded)
+      .catch((error: unknown) => accountFailed("end a KV write", error));
   }
 }
 
-/** A write refused because the tenant stores as much as its limit allows. */
-export function storageFull(usedBytes: number, limitBytes: number): BindingAnswer {
-  return {
-    ok: false,
-    error: {
-      code: ErrorCode.SANDBOX_SECURITY_VIOLATION,
-      message: `the tenant stores ${usedBytes} bytes (tables and KV), its limit is ${limitBytes}; delete rows, tables or KV entries to make room`,
-      rule: "storage_quota",
-    },
-  };
+/** The account errs high when the ledger cannot be told how a write ended; the job is not failed for it. */
+function accountFailed(what: string, error: unknown): void {
+  console.error(JSON.stringify({ event: "storage_account_failed", what, message: String(error) }));
+}
+
+/** A write refused by the storage account. */
+export function storageRefusal(grant: Extract<StorageGrant, { granted: false }>, limitBytes: number): BindingAnswer {
+  const message =
+    grant.reason === "key_busy"
+      ? "another write to this key is under way (KV takes one write per key per second)"
+      : `the tenant stores ${grant.usedBytes} bytes (tables and KV), its limit is ${limitBytes}; delete rows, tables or KV entries to make room`;
+  return { ok: false, error: { code: ErrorCode.SANDBOX_SECURITY_VIOLATION, message, rule: grant.reason } };
 }

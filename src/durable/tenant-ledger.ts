@@ -94,9 +94,9 @@ export interface TenantLedgerApi {
   logged(): Promise<void>;
   storageUse(): Promise<StorageUse>;
   reserveStorage(estimateBytes: number, limitBytes: number): Promise<StorageGrant>;
-  chargeStorage(deltaBytes: number): Promise<void>;
-  recordKvEntry(key: string, bytes: number, expiresAt: number | null, limitBytes: number): Promise<StorageGrant>;
-  forgetKvEntry(key: string): Promise<void>;
+  settleStorage(reservedBytes: number, measuredBytes: number): Promise<void>;
+  beginKvWrite(key: string, bytes: number | null, expiresAt: number | null, limitBytes: number): Promise<StorageGrant>;
+  endKvWrite(key: string, succeeded: boolean): Promise<void>;
   usage(request: RateRequest): Promise<LedgerUsage>;
 }
 
@@ -282,24 +282,30 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     return this.#storage.use(Date.now());
   }
 
-  /** Before a write to the jobs' database: refused at the limit, else the estimate is counted. */
+  /** Before a write to the jobs' database: refused at the limit, else the estimate is reserved. */
   async reserveStorage(estimateBytes: number, limitBytes: number): Promise<StorageGrant> {
     return this.#storage.reserveDatabase(estimateBytes, limitBytes, Date.now());
   }
 
-  /** Adds what a write grew (or, negative, shrank) the jobs' database by, less what it reserved. */
-  async chargeStorage(deltaBytes: number): Promise<void> {
-    this.#storage.chargeDatabase(deltaBytes);
+  /** After a write to the jobs' database: what it measured replaces what it reserved. */
+  async settleStorage(reservedBytes: number, measuredBytes: number): Promise<void> {
+    this.#storage.settleDatabase(reservedBytes, measuredBytes);
   }
 
-  /** Before a KV put: refused at the limit, else the entry's bytes replace what the key held. */
-  async recordKvEntry(key: string, bytes: number, expiresAt: number | null, limitBytes: number): Promise<StorageGrant> {
-    return this.#storage.recordKvEntry(String(key), Math.max(0, Math.trunc(bytes)), expiresAt, limitBytes, Date.now());
+  /** Before a KV put (`bytes`: the entry's key and value) or delete (`bytes` null). */
+  async beginKvWrite(
+    key: string,
+    bytes: number | null,
+    expiresAt: number | null,
+    limitBytes: number,
+  ): Promise<StorageGrant> {
+    const after = bytes === null ? null : { bytes: Math.max(0, Math.trunc(bytes)), expiresAt };
+    return this.#storage.beginKvWrite(String(key), after, limitBytes, Date.now());
   }
 
-  /** After a KV delete, or a put that failed. */
-  async forgetKvEntry(key: string): Promise<void> {
-    this.#storage.forgetKvEntry(String(key));
+  /** After the KV call began by `beginKvWrite`, whether or not it succeeded. */
+  async endKvWrite(key: string, succeeded: boolean): Promise<void> {
+    this.#storage.endKvWrite(String(key), succeeded === true);
   }
 
   /** The tenant's use of its hourly window, its concurrency slots and its storage, recording nothing. */

@@ -41,7 +41,7 @@ export interface AdmittedJob {
   acceptedAt: number;
   /** SHA-256 of the job's code, computed once at admission for every record of it. */
   codeSha256: string;
-  /** The tenant's storage limit in the jobs' database (bindings/storage-quota.ts). */
+  /** The tenant's storage limit: its tables in the jobs' database and its KV entries (bindings/storage-quota.ts). */
   storageLimitMb: number;
 }
 

@@ -36,6 +36,9 @@ export function clientAddress(header: string | undefined): string | null {
   const address = header?.trim() ?? "";
   if (address === "") return null;
   if (!address.includes(":")) return address;
+  // An IPv4 client reached over IPv6 (::ffff:a.b.c.d) is that IPv4 address, not the /64 of all of them.
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (mapped?.[1]) return mapped[1];
   return `${ipv6Groups(address).slice(0, 4).join(":")}::/64`;
 }
 

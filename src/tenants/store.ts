@@ -9,7 +9,7 @@ export interface Tenant {
   maxTrustLevel: TrustLevel;
   rateLimitPerHour: number;
   maxConcurrency: number;
-  /** How much the tenant's tables may grow the jobs' database (bindings/storage-quota.ts). */
+  /** How much the tenant's tables and KV entries may take together (bindings/storage-quota.ts). */
   storageLimitMb: number;
   createdAt: string;
   updatedAt: string;

@@ -7,7 +7,7 @@ import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BindingSession } from "../../src/bindings/session";
-import { BYTES_PER_MB } from "../../src/bindings/storage-quota";
+import { BYTES_PER_MB, StorageQuota } from "../../src/bindings/storage-quota";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { loaderRunner } from "../../src/edge/runner";
 import { ExecutionRequest } from "../../src/schemas";
@@ -244,6 +244,83 @@ describe("DB binding", () => {
 });
 
 describe("KV binding", () => {
+  it("keeps the storage account true when a KV call fails, and runs one write per key at a time", async () => {
+    const tenant = await createTenant({ name: "kv-account", maxTrustLevel: "high" });
+    const kvBytes = async () => (await ledgerOf(env, tenant.id).storageUse()).kvBytes;
+    // The real KV namespace, but a put of "fails" throws (as KV's 429 for a second write within a second)
+    // and a put of "slow" is held until released.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const kv = new Proxy(env.JOB_KV, {
+      get(target, name) {
+        if (name !== "put") return Reflect.get(target, name).bind(target);
+        return async (key: string, value: string) => {
+          if (value === "fails") throw new Error("KV PUT failed: 429 Too Many Requests");
+          if (value === "slow") await held;
+          return target.put(key, value);
+        };
+      },
+    });
+    const session = new BindingSession({
+      executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
+      tenantId: tenant.id,
+      trustLevel: "high",
+      maxCalls: 100,
+      db: env.JOB_DB,
+      kv,
+      storage: storageOf(tenant.id),
+    });
+    const kvCall = (method: string, key: string, value?: string) =>
+      session.call(JSON.stringify({ binding: "KV", method, key, ...(value === undefined ? {} : { value }) }));
+
+    expect(await kvCall("put", "k", "x".repeat(100_000))).toMatchObject({ ok: true });
+    expect(await kvBytes()).toBe(1 + 100_000);
+    // A smaller value that never reached KV: KV still holds the big one, and so does the account.
+    expect(await kvCall("put", "k", "fails")).toMatchObject({ ok: false });
+    expect(await kvBytes()).toBe(1 + 100_000);
+
+    // While a put of the key is under way, another write of it is refused; the account counts the
+    // larger size meanwhile, and the new one once it has landed.
+    const slow = kvCall("put", "k", "slow");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await kvCall("delete", "k")).toMatchObject({ ok: false, error: { rule: "key_busy" } });
+    expect(await kvCall("put", "k", "y")).toMatchObject({ ok: false, error: { rule: "key_busy" } });
+    expect(await kvBytes()).toBe(1 + 100_000);
+    release();
+    expect(await slow).toMatchObject({ ok: true });
+    expect(await kvBytes()).toBe(1 + "slow".length);
+    expect(await kvCall("delete", "k")).toMatchObject({ ok: true });
+    expect(await kvBytes()).toBe(0);
+  });
+
+  it("answers a write that landed as done, also when its ledger cannot be told how it ended", async () => {
+    const tenant = await createTenant({ name: "ledger-down", maxTrustLevel: "high" });
+    const real = ledgerOf(env, tenant.id);
+    const unreachable = () => Promise.reject(new Error("Durable Object reset"));
+    const storage = new StorageQuota(BYTES_PER_MB, () => ({
+      reserveStorage: (bytes, limit) => real.reserveStorage(bytes, limit),
+      beginKvWrite: (key, bytes, expiresAt, limit) => real.beginKvWrite(key, bytes, expiresAt, limit),
+      settleStorage: unreachable,
+      endKvWrite: unreachable,
+    }));
+    const session = new BindingSession({
+      executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
+      tenantId: tenant.id,
+      trustLevel: "high",
+      maxCalls: 10,
+      db: env.JOB_DB,
+      kv: env.JOB_KV,
+      storage,
+    });
+    const query = (sql: string) => session.call(JSON.stringify({ binding: "DB", method: "query", sql, params: [] }));
+    expect(await query("CREATE TABLE landed (v TEXT)")).toMatchObject({ ok: true });
+    expect(await query("INSERT INTO landed (v) VALUES ('once')")).toMatchObject({ ok: true });
+    expect(await session.call(JSON.stringify({ binding: "KV", method: "put", key: "k", value: "v" }))).toMatchObject({
+      ok: true,
+    });
+    expect(await query("SELECT count(*) AS n FROM landed")).toMatchObject({ ok: true, value: { rows: [{ n: 1 }] } });
+  });
+
   it("counts entries against the tenant's storage limit: replaced, deleted and expired ones give their bytes back", async () => {
     const small = await createTenant({ name: "small-kv", maxTrustLevel: "high", storageLimitMb: 1 });
     const kvBytes = async () => (await ledgerOf(env, small.id).storageUse()).kvBytes;

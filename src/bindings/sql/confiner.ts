@@ -19,6 +19,7 @@ import type {
   NotIndexedTable,
   ReferencesSpecification,
   SelectStmt,
+  ValuesClause,
   WithClause,
 } from "sql-parser-cst";
 import { checkScalarFunction, checkTableFunction } from "./functions";
@@ -278,6 +279,7 @@ export class Confiner {
         if (clause.fromKw.name !== "FROM") refuse("unsupported_syntax", "expected FROM");
         this.tableExpr(clause.expr, inner);
       } else {
+        this.work.multiply(valuesRows(clause));
         this.expr(clause, { scope: inner });
       }
     }
@@ -451,6 +453,14 @@ function requireBoundedRecursion(body: Query): void {
       `a recursive CTE must end with LIMIT n (and OFFSET m, if any), numbers with n + m up to ${MAX_RECURSIVE_ROWS}`,
     );
   }
+}
+
+/**
+ * A VALUES list makes as many rows as it writes out. (The parser puts it among a SELECT's clauses,
+ * which its types do not say.)
+ */
+function valuesRows(clause: Node): number {
+  return clause.type === "values_clause" ? (clause as ValuesClause).values.items.length : 1;
 }
 
 /** The rows a recursive CTE's body stops at: its final LIMIT plus OFFSET, as literals; NaN without. */

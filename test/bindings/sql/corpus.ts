@@ -53,6 +53,7 @@ export const HOSTILE: readonly CorpusEntry[] = [
     "join_too_large",
   ],
   ["SELECT count(*) FROM json_each(?), json_each(?)", "join_too_large"],
+  [`WITH v(x) AS (VALUES ${"(1), ".repeat(300)}(1)) SELECT count(*) FROM v, v AS w, v AS z`, "join_too_large"],
   ["INSERT INTO users (id) SELECT a.value FROM json_each(?) AS a, json_each(?) AS b", "join_too_large"],
   // RETURNING whose rows are not bounded by the statement's text
   ["UPDATE users SET name = name RETURNING *", "unbounded_returning"],
