@@ -311,7 +311,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
   /** The tenant's use of its hourly window, its concurrency slots and its storage, recording nothing. */
   async usage(request: RateRequest): Promise<LedgerUsage> {
     const now = Date.now();
-    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    this.#dropExpiredLeases(now);
     return {
       rate: this.#rateVerdict(request, now),
       running: this.#count("SELECT COUNT(*) AS n FROM leases"),
@@ -411,7 +411,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
       this.#sql.exec("UPDATE hit_counts SET n = n - ? WHERE key_id = ?", gone, keyId);
     }
     this.#sql.exec("DELETE FROM hit_counts WHERE n <= 0");
-    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    this.#dropExpiredLeases(now);
     this.#window = undefined;
   }
 
@@ -427,6 +427,11 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
     return this.#window;
   }
 
+  /** Leases whose dispatcher died before releasing them. */
+  #dropExpiredLeases(now: number): void {
+    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+  }
+
   /**
    * Jobs holding a slot. An expired lease (its dispatcher died) is dropped only when the count would
    * refuse a job: below the cap it makes no difference, and the common path stays one read.
@@ -434,7 +439,7 @@ export class TenantLedger extends DurableObject<Env> implements TenantLedgerApi 
   #runningCount(maxConcurrency: number, now: number): number {
     const held = this.#count("SELECT COUNT(*) AS n FROM leases");
     if (held < maxConcurrency) return held;
-    this.#sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    this.#dropExpiredLeases(now);
     return this.#count("SELECT COUNT(*) AS n FROM leases");
   }
 
