@@ -18,7 +18,7 @@ export const requireApiKey = createMiddleware<TenantEnv>(async (c, next) => {
   const gate = new LookupGate(address);
   let outcome: AuthOutcome;
   try {
-    outcome = await authenticate(c.env.DB, bearer(c.req.header("authorization")), () => gate.enter());
+    outcome = await authenticate(c.env.DB, bearer(c.req.header("authorization")), (keyHash) => gate.enter(keyHash));
   } finally {
     gate.leave();
   }

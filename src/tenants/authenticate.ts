@@ -24,7 +24,7 @@ const DECOY_HASH = "0".repeat(64);
 export async function authenticate(
   db: D1Database,
   key: string | null,
-  mayLookUp: () => boolean = () => true,
+  mayLookUp: (keyHash: string) => boolean = () => true,
 ): Promise<AuthOutcome> {
   if (key === null || key === "") return { ok: false, reason: "missing" };
   const prefix = keyPrefix(key);
@@ -32,7 +32,7 @@ export async function authenticate(
   const hash = await hashKey(key);
   const cached = cachedCaller(hash);
   if (cached) return { ok: true, caller: cached };
-  if (!mayLookUp()) return { ok: false, reason: "lookup_refused" };
+  if (!mayLookUp(hash)) return { ok: false, reason: "lookup_refused" };
   const found = await findKeyWithTenant(db, prefix);
   if (!sameHash(hash, found?.key.hash ?? DECOY_HASH) || !found) return { ok: false, reason: "unknown" };
   if (found.key.revokedAt !== null) return { ok: false, reason: "revoked" };

@@ -6,8 +6,9 @@
  *   wrangler.toml: 20 per 10 s, counted in each Cloudflare location); once an address is past that,
  *   this isolate refuses its lookups until the window has passed, without reading DB.
  * - A failure is only known once its lookup is done, so a burst sent at once would all be read before
- *   the first is counted: an isolate runs at most MAX_IN_FLIGHT lookups of one address at a time and
- *   refuses the others.
+ *   the first is counted: an isolate looks up at most MAX_IN_FLIGHT different keys of one address at
+ *   a time and refuses the others. Requests with a key already being looked up go ahead: a busy
+ *   client's burst, when its key has just left the cache, is one key.
  * - IPv6 addresses count by their /64, the block one host is usually given.
  *
  * A key the cache holds is accepted without a lookup, so without these checks: a busy client behind
@@ -24,7 +25,8 @@ export const MAX_IN_FLIGHT = 4;
 const MAX_REFUSED = 10_000;
 
 const refusedUntil = new Map<string, number>();
-const inFlight = new Map<string, number>();
+/** Lookups under way in this isolate: by address, the requests for each key (by hash). */
+const inFlight = new Map<string, Map<string, number>>();
 
 export interface LookupRefusal {
   reason: "failed_key_lookups" | "key_lookups_in_flight";
@@ -48,7 +50,8 @@ export function clientAddress(header: string | undefined): string | null {
  */
 export class LookupGate {
   readonly #address: string | null;
-  #entered = false;
+  /** The key this request is looking up, once `enter` let it. */
+  #entered: string | null = null;
   /** Why the lookup was refused, once `enter` said no. */
   refusal: LookupRefusal | null = null;
 
@@ -56,7 +59,7 @@ export class LookupGate {
     this.#address = address;
   }
 
-  enter(now = Date.now()): boolean {
+  enter(keyHash: string, now = Date.now()): boolean {
     const address = this.#address;
     if (address === null) return true;
     const until = refusedUntil.get(address);
@@ -65,22 +68,27 @@ export class LookupGate {
       return false;
     }
     if (until !== undefined) refusedUntil.delete(address);
-    const running = inFlight.get(address) ?? 0;
-    if (running >= MAX_IN_FLIGHT) {
+    const keys = inFlight.get(address) ?? new Map<string, number>();
+    const requests = keys.get(keyHash) ?? 0;
+    if (requests === 0 && keys.size >= MAX_IN_FLIGHT) {
       this.refusal = { reason: "key_lookups_in_flight", retryAfterSeconds: 1 };
       return false;
     }
-    inFlight.set(address, running + 1);
-    this.#entered = true;
+    keys.set(keyHash, requests + 1);
+    inFlight.set(address, keys);
+    this.#entered = keyHash;
     return true;
   }
 
   leave(): void {
-    if (!this.#entered || this.#address === null) return;
-    this.#entered = false;
-    const running = (inFlight.get(this.#address) ?? 1) - 1;
-    if (running > 0) inFlight.set(this.#address, running);
-    else inFlight.delete(this.#address);
+    const keyHash = this.#entered;
+    if (keyHash === null || this.#address === null) return;
+    this.#entered = null;
+    const keys = inFlight.get(this.#address);
+    const requests = (keys?.get(keyHash) ?? 1) - 1;
+    if (requests > 0) keys?.set(keyHash, requests);
+    else keys?.delete(keyHash);
+    if (keys?.size === 0) inFlight.delete(this.#address);
   }
 }
 
