@@ -52,15 +52,16 @@ export async function runStatement(
       },
     };
   }
+  // Prepared before anything is reserved: from here on, every path settles the reservation.
+  const bound = db
+    .prepare(verdict.sql)
+    .bind(...params.map((value) => (typeof value === "boolean" ? Number(value) : value)));
   const reservedBytes = verdict.kind === "select" || FREEING_KINDS.has(verdict.kind) ? 0 : estimateBytes(sql, params);
   if (reservedBytes > 0) {
     const grant = await scope.storage.reserveWrite(reservedBytes);
     if (!grant.granted) return storageRefusal(grant, scope.storage.limitBytes);
   }
   try {
-    const bound = db
-      .prepare(verdict.sql)
-      .bind(...params.map((value) => (typeof value === "boolean" ? Number(value) : value)));
     const result =
       verdict.kind === "select"
         ? await bound.all<Record<string, unknown>>()
