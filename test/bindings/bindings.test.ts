@@ -6,7 +6,7 @@
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BindingSession } from "../../src/bindings/session";
+import { BindingSession, type BindingSessionOptions } from "../../src/bindings/session";
 import { BYTES_PER_MB, StorageQuota } from "../../src/bindings/storage-quota";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { loaderRunner } from "../../src/edge/runner";
@@ -27,6 +27,20 @@ function probe(statements: string[]): string {
     }
     return out;
   }`;
+}
+
+/** A session of a `high` job of `tenantId` on the real D1 and KV, with what a test replaces. */
+function sessionOf(tenantId: string, replaced: Partial<BindingSessionOptions> = {}): BindingSession {
+  return new BindingSession({
+    executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
+    tenantId,
+    trustLevel: "high",
+    maxCalls: 100,
+    db: env.JOB_DB,
+    kv: env.JOB_KV,
+    storage: storageOf(tenantId),
+    ...replaced,
+  });
 }
 
 beforeAll(async () => {
@@ -261,15 +275,7 @@ describe("KV binding", () => {
         };
       },
     });
-    const session = new BindingSession({
-      executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
-      tenantId: tenant.id,
-      trustLevel: "high",
-      maxCalls: 100,
-      db: env.JOB_DB,
-      kv,
-      storage: storageOf(tenant.id),
-    });
+    const session = sessionOf(tenant.id, { kv });
     const kvCall = (method: string, key: string, value?: string) =>
       session.call(JSON.stringify({ binding: "KV", method, key, ...(value === undefined ? {} : { value }) }));
 
@@ -303,15 +309,7 @@ describe("KV binding", () => {
       settleStorage: unreachable,
       endKvWrite: unreachable,
     }));
-    const session = new BindingSession({
-      executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
-      tenantId: tenant.id,
-      trustLevel: "high",
-      maxCalls: 10,
-      db: env.JOB_DB,
-      kv: env.JOB_KV,
-      storage,
-    });
+    const session = sessionOf(tenant.id, { storage });
     const query = (sql: string) => session.call(JSON.stringify({ binding: "DB", method: "query", sql, params: [] }));
     expect(await query("CREATE TABLE landed (v TEXT)")).toMatchObject({ ok: true });
     expect(await query("INSERT INTO landed (v) VALUES ('once')")).toMatchObject({ ok: true });
@@ -463,15 +461,7 @@ describe("production home: the dispatcher's own Worker Loader and JobBindings en
       trustLevel: "high",
       acceptedAt: Date.now(),
     });
-    const session = new BindingSession({
-      executionId: "exec_production_home",
-      tenantId: alice.id,
-      trustLevel: "high",
-      maxCalls: 10,
-      db: env.JOB_DB,
-      kv: env.JOB_KV,
-      storage: storageOf(alice.id),
-    });
+    const session = sessionOf(alice.id, { executionId: "exec_production_home", maxCalls: 10 });
     const before = await ledgerOf(env, alice.id).storageUse();
     const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
     expect(reply.ok && reply.report.calls[0]).toMatchObject({
@@ -575,15 +565,7 @@ describe("what a job's calls can cost the dispatcher", () => {
   });
 
   it("refuses anything but a call's JSON text, before parsing it", async () => {
-    const session = new BindingSession({
-      executionId: "exec_wire_form",
-      tenantId: alice.id,
-      trustLevel: "high",
-      maxCalls: 10,
-      db: env.JOB_DB,
-      kv: env.JOB_KV,
-      storage: storageOf(alice.id),
-    });
+    const session = sessionOf(alice.id, { executionId: "exec_wire_form", maxCalls: 10 });
     const rules = await Promise.all(
       [
         { binding: "KV", method: "get", key: "k" },
