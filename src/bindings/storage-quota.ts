@@ -15,8 +15,8 @@
  *
  * What this bounds: the growth of the database that the tenant's writes caused. It is not the size of
  * its tables to the byte: pages freed by one tenant and reused by another's write cost that write
- * nothing, and no total goes below 0 (so a tenant cannot bank another's freed space as credit). The
- * sum over tenants is the database's size. What it does not bound: how far one statement goes past
+ * nothing, and no total goes below 0 (so a tenant cannot bank another's freed space as credit), so
+ * the sum over tenants only approximates the database's size. What it does not bound: how far one statement goes past
  * its estimate. An `INSERT … SELECT` can copy a table, and one over a recursive CTE can make data out
  * of nothing (`randomblob`, `printf` widths, a string doubled at each step), up to D1's own limits
  * (2 MB a row, 10 GB the database); the limit then refuses the tenant's next write. Only a database
@@ -27,7 +27,8 @@
  * difference, and a delete or an expiry gives the bytes back. One write per key is under way at a
  * time (a second is refused, `key_busy`), and meanwhile the entry counts the larger of its old and
  * new sizes; once the call has ended, the entry is what it left in KV. When the ledger cannot be told
- * how a write ended, the account stays high, never low.
+ * how a write ended, a KV entry keeps its larger size and a database write its reservation (until the
+ * ledger restarts).
  */
 
 import type { StorageGrant } from "../durable/storage-account";
