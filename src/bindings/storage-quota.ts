@@ -18,7 +18,7 @@
  * nothing, and no total goes below 0 (so a tenant cannot bank another's freed space as credit), so
  * the sum over tenants only approximates the database's size. What it does not bound: how far one statement goes past
  * its estimate. An `INSERT … SELECT` can copy a table, and one over a recursive CTE can make data out
- * of nothing (`randomblob`, `printf` widths, a string doubled at each step), up to D1's own limits
+ * of nothing (a string doubled at each step, `replace`), up to D1's own limits
  * (2 MB a row, 10 GB the database); the limit then refuses the tenant's next write. Only a database
  * per tenant bounds that (see the README).
  *

@@ -22,12 +22,12 @@ import type {
   ValuesClause,
   WithClause,
 } from "sql-parser-cst";
-import { checkScalarFunction, checkTableFunction } from "./functions";
+import { checkScalarFunction, checkSizedCall, checkTableFunction } from "./functions";
 import { asciiLower, checkLogicalName, physicalName, quoteIdentifier } from "./names";
 import { refuse } from "./refusal";
 import { CteScope } from "./scope";
 import { childNodes, finalSelect } from "./tree";
-import { JSON_TABLE_ROWS, MAX_WORK, WorkMeter } from "./work";
+import { JSON_TABLE_ROWS, WorkMeter } from "./work";
 
 /** The target of INSERT/UPDATE/DELETE, for RETURNING, where SQLite resolves `table.column` by the real name. */
 export interface Target {
@@ -158,12 +158,13 @@ export class Confiner {
   /** The rows the statement can visit without a table holding them (work.ts). */
   readonly work = new WorkMeter();
   /**
-   * The CTEs whose bodies are being walked (innermost last), whether each named itself, and the
-   * LIMIT that bounds its recursion (NaN: none, which requireBoundedRecursion refuses).
+   * The CTEs whose bodies are being walked (innermost last): the scope of the WITH that defines each,
+   * whether it named itself, and the LIMIT that bounds its recursion (NaN: none, which
+   * requireBoundedRecursion refuses).
    */
-  readonly #cteBodies: { name: string; recursive: boolean; limit: number }[] = [];
-  /** The rows each CTE walked so far can make, by lowercase name (the larger, if a name is reused). */
-  readonly #cteRows = new Map<string, number>();
+  readonly #cteBodies: { name: string; scope: CteScope; recursive: boolean; limit: number }[] = [];
+  /** The rows each CTE walked so far can make, by the scope of its WITH and its lowercase name. */
+  readonly #cteRows = new Map<CteScope, Map<string, number>>();
 
   constructor(private readonly tenantKey: string) {}
 
@@ -176,20 +177,33 @@ export class Confiner {
   table(name: Identifier, scope: CteScope, options: { cte: boolean; alias: boolean }): Target {
     const lower = asciiLower(name.name);
     const physical = quoteIdentifier(physicalName(this.tenantKey, name.name));
-    if (options.cte && scope.has(name.name)) {
-      let rows = this.#cteRows.get(lower) ?? MAX_WORK;
-      for (const body of this.#cteBodies) {
-        if (body.name !== lower) continue;
-        body.recursive = true;
-        rows = Number.isNaN(body.limit) ? MAX_RECURSIVE_ROWS : body.limit;
-      }
-      this.work.multiply(rows);
+    const definer = options.cte ? scope.definer(name.name) : undefined;
+    if (definer) {
+      this.work.multiply(this.#cteRowsOf(definer, lower));
       return { lower, physical };
     }
     checkLogicalName(name.name, "table");
     this.tables.add(lower);
     name.text = options.alias ? `${physical} AS ${quoteIdentifier(name.name)}` : physical;
     return { lower, physical };
+  }
+
+  /**
+   * The rows a reference to a CTE stands for: in its own recursive step, its LIMIT (the times the
+   * step runs); elsewhere, what its body can make. A CTE written later in the same WITH is not known
+   * yet (SQLite allows it, but its rows could not be counted here), so it is refused.
+   */
+  #cteRowsOf(definer: CteScope, lower: string): number {
+    const own = this.#cteBodies.find((body) => body.scope === definer && body.name === lower);
+    if (own) {
+      own.recursive = true;
+      return Number.isNaN(own.limit) ? MAX_RECURSIVE_ROWS : own.limit;
+    }
+    const rows = this.#cteRows.get(definer)?.get(lower);
+    if (rows === undefined) {
+      refuse("unsupported_syntax", `a CTE can use only the CTEs written before it in its WITH (${lower} comes later)`);
+    }
+    return rows;
   }
 
   /** Index names share SQLite's namespace with tables, so they get the same prefix. */
@@ -292,17 +306,19 @@ export class Confiner {
       names.add(asciiLower(cte.table.name));
     }
     const scope = outer.with(names);
+    const rows = new Map<string, number>();
+    this.#cteRows.set(scope, rows);
     for (const cte of clause.tables.items) {
       if (cte.search || cte.cycle) refuse("unsupported_syntax", "SEARCH and CYCLE clauses");
       if (cte.columns) this.expr(cte.columns, { scope });
       const body = cte.expr.expr;
       if (!isQuery(body)) refuse("unsupported_syntax", "a CTE must be a SELECT");
-      const walked = { name: asciiLower(cte.table.name), recursive: false, limit: recursionBound(body) };
+      const walked = { name: asciiLower(cte.table.name), scope, recursive: false, limit: recursionBound(body) };
       this.#cteBodies.push(walked);
-      const rows = this.#queryWork(body, scope);
+      const made = this.#queryWork(body, scope);
       this.#cteBodies.pop();
       if (walked.recursive) requireBoundedRecursion(body);
-      this.#cteRows.set(walked.name, Math.max(rows, this.#cteRows.get(walked.name) ?? 0));
+      rows.set(walked.name, Math.max(made, rows.get(walked.name) ?? 0));
     }
     return scope;
   }
@@ -377,6 +393,9 @@ export class Confiner {
       case "references_specification":
         this.references(node, context);
         return;
+      case "frame_exclusion":
+        // SQLite computes a frame with EXCLUDE row by row: over n rows, n² steps.
+        return refuse("unsupported_syntax", "EXCLUDE in a window frame is not supported");
       case "referential_action":
         // A DELETE runs even at the tenant's storage limit (it makes room); SET DEFAULT would let
         // one write whole defaults into the children instead.
@@ -410,6 +429,7 @@ export class Confiner {
   private scalarCall(call: FuncCall, context: ExprContext): void {
     if (call.name.type !== "identifier") refuse("unsupported_syntax", "qualified function name");
     checkScalarFunction(call.name.name);
+    checkSizedCall(call.name.name, call.args?.expr.args.items[0]);
     if (call.args) this.expr(call.args, context);
     if (call.filter) this.expr(call.filter, context);
     if (call.over) this.expr(call.over, context);

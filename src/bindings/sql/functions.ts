@@ -10,6 +10,7 @@
  * - zeroblob: allocates on request and has no use without incremental blob I/O.
  * - match/snippet/highlight/bm25 and other FTS helpers: virtual tables are not allowed anyway.
  */
+import type { Node } from "sql-parser-cst";
 import { asciiLower } from "./names";
 import { refuse } from "./refusal";
 
@@ -167,4 +168,35 @@ export function checkTableFunction(name: string): void {
     refuse("pragma", `${JSON.stringify(name)} is a PRAGMA in table form`);
   }
   refuse("forbidden_function", `table-valued function ${JSON.stringify(name)} is not allowed`);
+}
+
+/** The widest `printf`/`format` field and the largest `randomblob` a statement may ask for. */
+export const MAX_FORMAT_WIDTH = 1_000;
+export const MAX_RANDOMBLOB_BYTES = 1_024;
+
+/**
+ * Functions whose arguments say how much they make: `printf('%.*c', 1000000, 'a')` builds a megabyte
+ * out of nothing, and per row, or fed to a quadratic function (`trim`, `instr`, `replace`), it costs
+ * minutes of D1's one thread. Their sizes must be written out, and small.
+ */
+export function checkSizedCall(name: string, firstArg: Node | undefined): void {
+  const lower = asciiLower(name);
+  if (lower === "printf" || lower === "format") {
+    if (firstArg?.type !== "string_literal") {
+      refuse("forbidden_function", `${lower}() takes its format as a string written in the statement`);
+    }
+    for (const [, width, precision] of firstArg.value.matchAll(/%[-+ 0#,!]*(\*|\d+)?(?:\.(\*|\d*))?/g)) {
+      for (const size of [width, precision]) {
+        if (size === "*" || Number(size ?? 0) > MAX_FORMAT_WIDTH) {
+          refuse("forbidden_function", `${lower}() widths and precisions are numbers up to ${MAX_FORMAT_WIDTH}, not *`);
+        }
+      }
+    }
+  }
+  if (lower === "randomblob") {
+    const bytes = firstArg?.type === "number_literal" ? firstArg.value : NaN;
+    if (!(Number.isInteger(bytes) && bytes <= MAX_RANDOMBLOB_BYTES)) {
+      refuse("forbidden_function", `randomblob() takes a number of bytes written out, up to ${MAX_RANDOMBLOB_BYTES}`);
+    }
+  }
 }

@@ -21,6 +21,11 @@ export class CteScope {
   }
 
   has(name: string): boolean {
-    return this.names.has(asciiLower(name)) || (this.outer?.has(name) ?? false);
+    return this.definer(name) !== undefined;
+  }
+
+  /** The scope whose WITH defines `name` (the innermost, as SQLite resolves it), or undefined. */
+  definer(name: string): CteScope | undefined {
+    return this.names.has(asciiLower(name)) ? this : this.outer?.definer(name);
   }
 }

@@ -53,6 +53,21 @@ export const HOSTILE: readonly CorpusEntry[] = [
     "join_too_large",
   ],
   ["SELECT count(*) FROM json_each(?), json_each(?)", "join_too_large"],
+  // functions that make values of any size out of nothing
+  ["SELECT length(trim(printf('%.*c', 1000000, 'a'), printf('%.*c', 999999, 'b') || 'a'))", "forbidden_function"],
+  ["SELECT printf('%2000000s', 'x')", "forbidden_function"],
+  ["SELECT printf(?, 1)", "forbidden_function"],
+  ["SELECT format('%.5000f', 1)", "forbidden_function"],
+  ["SELECT length(randomblob(2000000))", "forbidden_function"],
+  ["SELECT randomblob(?)", "forbidden_function"],
+  [
+    "WITH c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10000), a AS (SELECT count(*) FROM b), b AS (SELECT 1 FROM c, c AS d, c AS e) SELECT * FROM a",
+    "unsupported_syntax",
+  ],
+  [
+    "SELECT count(*) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING EXCLUDE CURRENT ROW) FROM users",
+    "unsupported_syntax",
+  ],
   [`WITH v(x) AS (VALUES ${"(1), ".repeat(300)}(1)) SELECT count(*) FROM v, v AS w, v AS z`, "join_too_large"],
   ["INSERT INTO users (id) SELECT a.value FROM json_each(?) AS a, json_each(?) AS b", "join_too_large"],
   // RETURNING whose rows are not bounded by the statement's text
