@@ -41,7 +41,11 @@ export async function runStatement(
   params: (string | number | boolean | null)[],
 ): Promise<BindingAnswer> {
   // One row past the cap tells the job its answer was cut.
-  const verdict = checkStatement(sql, { ...scope, maxRows: MAX_ROWS + 1 });
+  const verdict = checkStatement(sql, {
+    ...scope,
+    maxRows: MAX_ROWS + 1,
+    paramLengths: params.map((value) => (typeof value === "string" ? value.length : String(value).length)),
+  });
   if (!verdict.ok) {
     return {
       ok: false,

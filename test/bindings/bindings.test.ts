@@ -106,6 +106,13 @@ describe("DB binding", () => {
       ]),
     });
     expect(body.output).toMatchObject([{ rule: "join_too_large" }, { ok: { rows: [{ n: 4_000_000 }] } }]);
+    // json_each of bound values counts by their length: two small arrays join.
+    const joined = await alice.execute({
+      trustLevel: "low",
+      code: `export default async (_input, { env }) => (await env.DB.query(
+        "SELECT count(*) AS n FROM json_each(?1) a JOIN json_each(?2) b ON a.value = b.value", ["[1,2,3]", "[2,3,4]"])).rows`,
+    });
+    expect(joined.body.output).toEqual([{ n: 2 }]);
   });
 
   it("keeps tenants' tables in their own database, apart from the platform's (JOB_DB, not DB)", async () => {

@@ -27,7 +27,7 @@ import { asciiLower, checkLogicalName, physicalName, quoteIdentifier } from "./n
 import { refuse } from "./refusal";
 import { CteScope } from "./scope";
 import { childNodes, finalSelect } from "./tree";
-import { JSON_TABLE_ROWS, WorkMeter } from "./work";
+import { jsonTableRows, WorkMeter } from "./work";
 
 /** The target of INSERT/UPDATE/DELETE, for RETURNING, where SQLite resolves `table.column` by the real name. */
 export interface Target {
@@ -166,7 +166,11 @@ export class Confiner {
   /** The rows each CTE walked so far can make, by the scope of its WITH and its lowercase name. */
   readonly #cteRows = new Map<CteScope, Map<string, number>>();
 
-  constructor(private readonly tenantKey: string) {}
+  constructor(
+    private readonly tenantKey: string,
+    /** The length of each parameter's value, where the statement came with its values (work.ts). */
+    private readonly parameterRows: ReadonlyMap<Node, number> = new Map(),
+  ) {}
 
   // ---- names -------------------------------------------------------------------------------
 
@@ -371,7 +375,7 @@ export class Confiner {
     if (call.name.type !== "identifier") refuse("unsupported_syntax", "qualified function name");
     checkTableFunction(call.name.name);
     if (call.filter || call.over) refuse("unsupported_syntax", "FILTER/OVER on a table-valued function");
-    this.work.multiply(JSON_TABLE_ROWS);
+    this.work.multiply(jsonTableRows(call.args?.expr.args.items[0], this.parameterRows));
     if (call.args) this.expr(call.args, { scope });
   }
 

@@ -17,6 +17,7 @@ import { CteScope } from "./scope";
 import { singleStatement, statementKind } from "./statements";
 import { normalizeTokens } from "./tokens";
 import type { CheckOptions, SqlVerdict } from "./types";
+import { parameterLengths } from "./work";
 
 /** D1's own limit on the length of one statement: the default for `maxLength`. */
 export const MAX_SQL_LENGTH = 100_000;
@@ -45,7 +46,8 @@ function confine(sql: string, options: CheckOptions): SqlVerdict {
     refuse("statement_kind_not_allowed", `${kind} statements are not allowed here`);
   }
   normalizeTokens(statement);
-  const confiner = new Confiner(options.tenantKey);
+  const parameterRows = options.paramLengths ? parameterLengths(statement, options.paramLengths) : undefined;
+  const confiner = new Confiner(options.tenantKey, parameterRows);
   confineByKind(confiner, statement);
   confiner.work.check();
   if (

@@ -65,6 +65,8 @@ export interface CheckOptions {
   maxLength?: number;
   /** A query (SELECT, VALUES, compound) returns at most this many rows: a LIMIT SQLite applies (row-cap.ts). */
   maxRows?: number;
+  /** The lengths of the values bound to the statement, in order: json_each of one makes at most that many rows (work.ts). */
+  paramLengths?: readonly number[];
 }
 
 export type SqlVerdict =

@@ -126,6 +126,29 @@ describe("SELECT is rewritten to the tenant's tables", () => {
     });
   });
 
+  it("counts json_each of a bound value by the value's length, numbering parameters as SQLite does", () => {
+    const joined = "SELECT a.value FROM json_each(?1) a JOIN json_each(?2) b ON a.key = b.key";
+    const withLengths = (sql: string, paramLengths: number[]) =>
+      checkStatement(sql, { tenantKey: TENANT, allowedKinds: ALL_KINDS, paramLengths });
+    expect(withLengths(joined, [2_000, 2_000])).toMatchObject({ ok: true });
+    expect(withLengths(joined, [200_000, 200_000])).toMatchObject({ ok: false, rule: "join_too_large" });
+    // Without the values, a parameter counts as the largest JSON D1 holds.
+    expect(check(joined)).toMatchObject({ ok: false, rule: "join_too_large" });
+    // `?` is one past the largest number so far, `:name` keeps its number: here the big value is the third.
+    const mixed = "SELECT 1 FROM json_each(?2) a, json_each(?) b, json_each(:x) c WHERE :x = ?1";
+    expect(withLengths(mixed, [10, 10, 10, 10])).toMatchObject({ ok: true });
+    // A parameter without a value (the fourth, :x, here) counts as the largest.
+    expect(withLengths(mixed, [10, 10, 10])).toMatchObject({ ok: false, rule: "join_too_large" });
+    expect(withLengths(mixed, [10, 10, 100_000, 10])).toMatchObject({ ok: true });
+    expect(withLengths(mixed, [10, 100_000, 100_000, 100_000])).toMatchObject({ ok: false, rule: "join_too_large" });
+    // A string written in the statement counts by its length; a computed argument as the largest.
+    expect(check("SELECT 1 FROM json_each('[1,2,3]') a, json_each('[4,5]') b")).toMatchObject({ ok: true });
+    expect(check("SELECT 1 FROM json_each(json_array(1, 2)) a, json_each(json_array(3)) b")).toMatchObject({
+      ok: false,
+      rule: "join_too_large",
+    });
+  });
+
   it("keeps printf, format and randomblob to sizes written out in the statement", () => {
     for (const sql of [
       "SELECT printf('%d items, %.2f%%', 3, 1.5)",
