@@ -294,7 +294,8 @@ describe("GET /v1/usage", () => {
     });
     expect(wrote.status).toBe(200);
     const held = await tenant.execute({
-      code: "export default async () => { await new Promise((r) => setTimeout(r, 1500)); return 1 }",
+      // Long enough to still be running when a loaded machine gets to the next request.
+      code: "export default async () => { await new Promise((r) => setTimeout(r, 3000)); return 1 }",
       async: true,
     });
     expect(held.status).toBe(202);
@@ -303,7 +304,11 @@ describe("GET /v1/usage", () => {
     expect((during.storage as { usedBytes: number }).usedBytes).toBeGreaterThanOrEqual(100_000);
     expect((await usage()).requests).toMatchObject({ remaining: 3 });
 
-    await call(`/v1/executions/${String(held.body.id)}/wait?timeout=5000`, { method: "POST", key: tenant.key });
+    const finished = await call(`/v1/executions/${String(held.body.id)}/wait?timeout=15000`, {
+      method: "POST",
+      key: tenant.key,
+    });
+    expect(finished.status).toBe(200);
     for (let i = 0; i < 3; i++) expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);
     expect(await usage()).toMatchObject({
       requests: { remaining: 0, exhausted: "tenant_rate" },
