@@ -11,19 +11,10 @@ import { prepareNodeJob } from "../src/node/prepare";
 import { tenantKvPrefix } from "../src/bindings/kv";
 import { ExecutionRequest } from "../src/schemas";
 import { mayStartEarly, noteAdmission } from "../src/service/early-start";
-import { call, createTenant, storageOf } from "./helpers";
+import { call, createTenant, sessionOf } from "./helpers";
 
 function sessionFor(tenantId: string, admitted: Promise<boolean>): BindingSession {
-  return new BindingSession({
-    executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
-    tenantId,
-    trustLevel: "high",
-    maxCalls: 10,
-    db: env.JOB_DB,
-    kv: env.JOB_KV,
-    storage: storageOf(tenantId),
-    admitted,
-  });
+  return sessionOf(tenantId, { maxCalls: 10, admitted });
 }
 
 // A binding call as it crosses to the dispatcher: JSON text.

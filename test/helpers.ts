@@ -1,5 +1,6 @@
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
+import { BindingSession, type BindingSessionOptions } from "../src/bindings/session";
 import { BYTES_PER_MB, StorageQuota } from "../src/bindings/storage-quota";
 import { ledgerOf } from "../src/service/admission";
 
@@ -95,4 +96,18 @@ export async function expectHiddenFrom(stranger: TestTenant, id: string): Promis
 /** A tenant's storage limit in JOB_DB, kept by its real ledger, for tests that build a BindingSession. */
 export function storageOf(tenantId: string, limitMb = 100): StorageQuota {
   return new StorageQuota(limitMb * BYTES_PER_MB, () => ledgerOf(env, tenantId));
+}
+
+/** A binding session of a `high` job of `tenantId` on the real D1, KV and ledger, with what a test replaces. */
+export function sessionOf(tenantId: string, replaced: Partial<BindingSessionOptions> = {}): BindingSession {
+  return new BindingSession({
+    executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
+    tenantId,
+    trustLevel: "high",
+    maxCalls: 100,
+    db: env.JOB_DB,
+    kv: env.JOB_KV,
+    storage: storageOf(tenantId),
+    ...replaced,
+  });
 }

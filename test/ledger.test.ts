@@ -7,12 +7,11 @@ import { env, exports } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JournalEntry, TenantLedger } from "../src/durable/tenant-ledger";
-import { BindingSession } from "../src/bindings/session";
 import { hostRunner } from "../src/edge/host-runner";
 import { prepareEdgeJob } from "../src/edge/prepare";
 import { ExecutionRequest, ExecutionResult } from "../src/schemas";
 import { ledgerOf, RATE_WINDOW_MS } from "../src/service/admission";
-import { call, createTenant, expectHiddenFrom, storageOf, type TestTenant } from "./helpers";
+import { call, createTenant, expectHiddenFrom, sessionOf, type TestTenant } from "./helpers";
 
 const TRIVIAL = "export default async (input) => input";
 
@@ -161,15 +160,7 @@ describe("a synchronous job's journal", () => {
     const runner = hostRunner(env.CORDON_HOST_URL, env.CORDON_HOST_TOKEN);
     const job = ExecutionRequest.parse({ runtime: "edge", code: TRIVIAL });
     const { runnerRequest } = prepareEdgeJob(job, { executionId: id, trustLevel: "high", acceptedAt: Date.now() });
-    const session = new BindingSession({
-      executionId: id,
-      tenantId: tenant.id,
-      trustLevel: "high",
-      maxCalls: 0,
-      db: env.JOB_DB,
-      kv: env.JOB_KV,
-      storage: storageOf(tenant.id),
-    });
+    const session = sessionOf(tenant.id, { executionId: id, maxCalls: 0 });
     expect(await runner.run(runnerRequest, session)).toMatchObject({
       ok: false,
       error: { code: "SANDBOX_UNAVAILABLE", message: expect.stringContaining("never started") },

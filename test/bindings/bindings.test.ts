@@ -6,13 +6,13 @@
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BindingSession, type BindingSessionOptions } from "../../src/bindings/session";
+import { BindingSession } from "../../src/bindings/session";
 import { BYTES_PER_MB, StorageQuota } from "../../src/bindings/storage-quota";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { loaderRunner } from "../../src/edge/runner";
 import { ExecutionRequest } from "../../src/schemas";
 import { ledgerOf } from "../../src/service/admission";
-import { admin, createTenant, storageOf, type TestTenant } from "../helpers";
+import { admin, createTenant, sessionOf, storageOf, type TestTenant } from "../helpers";
 
 let alice: TestTenant;
 let bob: TestTenant;
@@ -27,20 +27,6 @@ function probe(statements: string[]): string {
     }
     return out;
   }`;
-}
-
-/** A session of a `high` job of `tenantId` on the real D1 and KV, with what a test replaces. */
-function sessionOf(tenantId: string, replaced: Partial<BindingSessionOptions> = {}): BindingSession {
-  return new BindingSession({
-    executionId: `exec_${crypto.randomUUID().replaceAll("-", "")}`,
-    tenantId,
-    trustLevel: "high",
-    maxCalls: 100,
-    db: env.JOB_DB,
-    kv: env.JOB_KV,
-    storage: storageOf(tenantId),
-    ...replaced,
-  });
 }
 
 beforeAll(async () => {

@@ -4,12 +4,11 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { BindingSession } from "../../src/bindings/session";
 import { judge } from "../../src/edge/judge";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { loaderRunner } from "../../src/edge/runner";
 import { ExecutionRequest } from "../../src/schemas";
-import { storageOf } from "../helpers";
+import { sessionOf } from "../helpers";
 
 const NETWORK = { enabled: true, allowedDomains: ["api.example.com"], maxBytes: 2_000 };
 
@@ -17,15 +16,7 @@ async function run(job: Record<string, unknown>, trustLevel: "high" | "low" = "h
   const request = ExecutionRequest.parse({ runtime: "edge", ...job });
   const executionId = `exec_${crypto.randomUUID()}`;
   const prepared = prepareEdgeJob(request, { executionId, trustLevel, acceptedAt: Date.now() });
-  const session = new BindingSession({
-    executionId,
-    tenantId: "ten_egress",
-    trustLevel,
-    maxCalls: 10,
-    db: env.JOB_DB,
-    kv: env.JOB_KV,
-    storage: storageOf("ten_egress"),
-  });
+  const session = sessionOf("ten_egress", { executionId, trustLevel, maxCalls: 10 });
   const reply = await loaderRunner(env.LOADER, exports).run(prepared.runnerRequest, session);
   const now = new Date();
   const record = { id: executionId, tenantId: "ten_egress", codeSha256: "", createdAt: now, finishedAt: now };
