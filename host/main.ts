@@ -6,6 +6,8 @@
  *   POST /v1/edge/jobs/:id/answer   body: {callId, answer} → the job's next event (see edge-jobs.ts)
  *   POST /v1/edge/jobs/:id/cancel   kills the runner process holding the job
  *   POST /v1/edge/binding-call      from runner processes only: relays a job's binding call
+ *   POST /v1/job-db/query           body: {mode, statements, deadline} → a DB binding statement's result
+ *                                   (the jobs' database runs here under `npm run dev`; job-database.ts)
  *   POST /v1/node/run               a node job (see node/README.md)
  *   POST /v1/node/jobs/:id/cancel   kills a node job's processes
  *   GET  /healthz                   → pool statistics
@@ -13,7 +15,8 @@
  * Every call but /healthz needs `Authorization: Bearer $CORDON_HOST_TOKEN`.
  * Configuration (environment): CORDON_HOST_PORT (default 8788), CORDON_HOST_TOKEN (required),
  * CORDON_EDGE_RUNNERS (processes per trust cordon, default 2), CORDON_EDGE_HEAP_MB (per-isolate heap, default 128),
- * CORDON_HOST_EXPEDITE_RCU (0: leave the kernel's RCU setting alone; see node/kernel-tuning.ts).
+ * CORDON_HOST_EXPEDITE_RCU (0: leave the kernel's RCU setting alone; see node/kernel-tuning.ts),
+ * CORDON_JOB_DB_PERSIST (where the jobs' database keeps its files: default `.wrangler/state/v3`, wrangler dev's).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { randomUUID, timingSafeEqual } from "node:crypto";
@@ -22,6 +25,7 @@ import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 import { EdgeJobs } from "./edge-jobs.ts";
 import { readBody, send } from "./http.ts";
+import { JobDatabaseProcess, type JobDatabaseQuery } from "./job-database.ts";
 import { cannedRoutes } from "./node/egress-routes.ts";
 import type { NodeRunner } from "./node/node-runner.ts";
 import { tuneKernel } from "./node/kernel-tuning.ts";
@@ -35,6 +39,8 @@ export interface HostConfig {
   token: string;
   edgeRunners: number;
   heapLimitMb: number;
+  /** The local state directory the jobs' database (JOB_DB) keeps its files in (see job-database.ts). */
+  jobDbPersistDir: string;
   /** Tests only: the egress tests' stand-in for the internet (see RunnerOptions). */
   egressTestUpstreamScript?: string;
 }
@@ -52,6 +58,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): HostConfig {
     token,
     edgeRunners: Number(env.CORDON_EDGE_RUNNERS ?? 2),
     heapLimitMb: Number(env.CORDON_EDGE_HEAP_MB ?? 128),
+    jobDbPersistDir: env.CORDON_JOB_DB_PERSIST ?? ".wrangler/state/v3",
   };
 }
 
@@ -77,15 +84,15 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
   // Also when the process ends without close(): Miniflare's own signal handlers exit the process.
   process.once("exit", kernel.restore);
   // Filled once the runner pools are up; until then the host answers 503.
-  const ready: { edge?: EdgeCordons; jobs?: EdgeJobs; node?: () => NodeRunner } = {};
+  const ready: { edge?: EdgeCordons; jobs?: EdgeJobs; node?: () => NodeRunner; jobDb?: JobDatabaseProcess } = {};
   const server = createServer((request, response) => {
-    const { edge, jobs, node } = ready;
-    if (!edge || !jobs || !node) return send(response, 503, { error: "starting" });
+    const { edge, jobs, node, jobDb } = ready;
+    if (!edge || !jobs || !node || !jobDb) return send(response, 503, { error: "starting" });
     handle(
       request,
       response,
       { ...config, runnerToken, expeditedRcu: kernel.expeditedRcu },
-      { edge, jobs, node },
+      { edge, jobs, node, jobDb },
     ).catch((error: unknown) => {
       console.error("[cordon-host] request failed", error);
       if (!response.headersSent) send(response, 500, { error: "internal error" });
@@ -109,12 +116,15 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
     config.edgeRunners,
   );
   await edge.start();
+  // After the runners: it takes their V8 flags from the environment (see JobDatabaseProcess).
+  const jobDb = await JobDatabaseProcess.start(config.jobDbPersistDir);
   // The tests' stand-in for the internet serves node jobs' egress too (edge runners get it above).
   const canned = config.egressTestUpstreamScript ? await cannedRoutes(config.egressTestUpstreamScript) : undefined;
   let nodeRunner: NodeRunner | undefined;
   ready.node = () => (nodeRunner ??= runnerFromEnv(process.env, canned ? { egress: canned } : {}));
   ready.edge = edge;
   ready.jobs = new EdgeJobs(edge);
+  ready.jobDb = jobDb;
   return {
     url,
     async close() {
@@ -122,7 +132,7 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
       process.off("exit", kernel.restore);
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await Promise.all([edge.close(), nodeRunner?.close(), canned?.close()]);
+      await Promise.all([edge.close(), jobDb.close(), nodeRunner?.close(), canned?.close()]);
     },
   };
 }
@@ -131,7 +141,7 @@ async function handle(
   request: IncomingMessage,
   response: ServerResponse,
   config: HostConfig & { runnerToken: string; expeditedRcu: boolean },
-  { edge, jobs, node }: { edge: EdgeCordons; jobs: EdgeJobs; node: () => NodeRunner },
+  { edge, jobs, node, jobDb }: { edge: EdgeCordons; jobs: EdgeJobs; node: () => NodeRunner; jobDb: JobDatabaseProcess },
 ) {
   const url = new URL(request.url ?? "/", "http://host");
   if (url.pathname === "/healthz") {
@@ -147,6 +157,11 @@ async function handle(
     return send(response, 200, await jobs.relay(relayed.executionId, relayed.call));
   }
   if (!authorised(request.headers.authorization, config.token)) return send(response, 401, { error: "unauthorized" });
+  if (url.pathname === "/v1/job-db/query" && request.method === "POST") {
+    const query = jobDbQueryOf(await readBody(request));
+    if (!query) return send(response, 400, { error: "malformed query" });
+    return send(response, 200, await jobDb.query(query));
+  }
   if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response, node());
   const nodeCancel = /^\/v1\/node\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);
   if (nodeCancel && request.method === "POST") return handleNodeCancel(nodeCancel[1] ?? "", response, node());
@@ -192,6 +207,25 @@ function routingOf(body: string): { executionId: string; deadline: number; cordo
   const latest = Date.now() + timeoutMs;
   const stated = isObject(spec) && typeof spec.deadline === "number" ? spec.deadline : latest;
   return { executionId, deadline: Math.min(stated, latest), cordon };
+}
+
+/** The dispatcher is trusted (it holds the token); the shape is checked so a mistake answers 400. */
+function jobDbQueryOf(body: string | undefined): JobDatabaseQuery | undefined {
+  const value = parseJson(body);
+  if (!isObject(value)) return undefined;
+  const { mode, statements, deadline } = value;
+  if ((mode !== "read" && mode !== "batch") || typeof deadline !== "number" || !Array.isArray(statements)) {
+    return undefined;
+  }
+  const wellFormed = statements.every(
+    (statement: unknown) =>
+      isObject(statement) &&
+      typeof statement.sql === "string" &&
+      Array.isArray(statement.params) &&
+      statement.params.every((param: unknown) => param === null || ["string", "number"].includes(typeof param)),
+  );
+  if (!wellFormed || statements.length === 0) return undefined;
+  return { mode, statements: statements as JobDatabaseQuery["statements"], deadline };
 }
 
 function parseJson(text: string | undefined): unknown {

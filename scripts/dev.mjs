@@ -41,10 +41,13 @@ host.on("exit", (code) => {
 });
 await waitFor(`${hostUrl}/healthz`, 30_000);
 
-// wrangler dev reads ADMIN_TOKEN and CORDON_HOST_TOKEN from .dev.vars itself.
-const dev = spawn("wrangler", ["dev", "--port", String(DEV_PORT), "--var", `CORDON_HOST_URL:${hostUrl}`], {
-  stdio: "inherit",
-});
+// wrangler dev reads ADMIN_TOKEN and CORDON_HOST_TOKEN from .dev.vars itself. Edge jobs and the jobs'
+// database (JOB_DB, on the same files) both run on the host, where a runaway cannot hold the dispatcher.
+const dev = spawn(
+  "wrangler",
+  ["dev", "--port", String(DEV_PORT), "--var", `CORDON_HOST_URL:${hostUrl}`, "--var", `CORDON_JOB_DB_URL:${hostUrl}`],
+  { stdio: "inherit" },
+);
 children.push(dev);
 dev.on("exit", (code) => stopAll(code ?? 0));
 await waitFor(`${devUrl}/healthz`, 60_000);

@@ -1,5 +1,6 @@
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
+import { d1JobDatabase } from "../src/bindings/job-database";
 import { BindingSession, type BindingSessionOptions } from "../src/bindings/session";
 import { BYTES_PER_MB, StorageQuota } from "../src/bindings/storage-quota";
 import { ledgerOf } from "../src/service/admission";
@@ -105,7 +106,7 @@ export function sessionOf(tenantId: string, replaced: Partial<BindingSessionOpti
     tenantId,
     trustLevel: "high",
     maxCalls: 100,
-    db: env.JOB_DB,
+    db: d1JobDatabase(env.JOB_DB),
     kv: env.JOB_KV,
     storage: storageOf(tenantId),
     ...replaced,

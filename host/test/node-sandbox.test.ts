@@ -1056,13 +1056,15 @@ describe("node jobs: availability", () => {
 describe("POST /v1/node/run", () => {
   const token = randomBytes(16).toString("hex");
   let host: RunningHost;
+  const jobDbPersistDir = mkdtempSync(join(tmpdir(), "cordon-host-job-db-"));
 
   beforeAll(async () => {
-    host = await startHost({ port: 0, token, edgeRunners: 1, heapLimitMb: 128 });
+    host = await startHost({ port: 0, token, edgeRunners: 1, heapLimitMb: 128, jobDbPersistDir });
   });
 
   afterAll(async () => {
     await host.close();
+    rmSync(jobDbPersistDir, { recursive: true, force: true });
   });
 
   const post = (body: unknown, auth = `Bearer ${token}`) =>

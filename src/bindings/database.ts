@@ -6,6 +6,7 @@
  */
 import { ErrorCode } from "../errors";
 import { checkStatement, type StatementKind } from "./sql";
+import type { JobDatabase, SqlStatement, StatementResult } from "./job-database";
 import type { BindingAnswer } from "./protocol";
 import { storageRefusal, type StorageQuota } from "./storage-quota";
 
@@ -35,7 +36,7 @@ export interface DatabaseScope {
 const FREEING_KINDS: ReadonlySet<StatementKind> = new Set<StatementKind>(["delete", "drop_table", "drop_index"]);
 
 export async function runStatement(
-  db: D1Database,
+  db: JobDatabase,
   scope: DatabaseScope,
   sql: string,
   params: (string | number | boolean | null)[],
@@ -56,20 +57,21 @@ export async function runStatement(
       },
     };
   }
-  // Prepared before anything is reserved: from here on, every path settles the reservation.
-  const bound = db
-    .prepare(verdict.sql)
-    .bind(...params.map((value) => (typeof value === "boolean" ? Number(value) : value)));
+  const statement: SqlStatement = {
+    sql: verdict.sql,
+    params: params.map((value) => (typeof value === "boolean" ? Number(value) : value)),
+  };
   const reservedBytes = verdict.kind === "select" || FREEING_KINDS.has(verdict.kind) ? 0 : estimateBytes(sql, params);
   if (reservedBytes > 0) {
     const grant = await scope.storage.reserveWrite(reservedBytes);
     if (!grant.granted) return storageRefusal(grant, scope.storage.limitBytes);
   }
+  // From here on, every path settles the reservation.
   try {
     const result =
       verdict.kind === "select"
-        ? await bound.all<Record<string, unknown>>()
-        : await measuredWrite(db, bound, scope.storage, reservedBytes);
+        ? await db.read(statement)
+        : await measuredWrite(db, statement, scope.storage, reservedBytes);
     const rows = result.results.slice(0, MAX_ROWS);
     const bytes = JSON.stringify(rows).length;
     if (bytes > MAX_RESULT_BYTES) {
@@ -89,7 +91,7 @@ export async function runStatement(
         rows,
         rowCount: rows.length,
         truncated: result.results.length > MAX_ROWS,
-        changes: result.meta.changes ?? 0,
+        changes: result.meta.changes,
       },
     };
   } catch (error) {
@@ -105,14 +107,14 @@ export async function runStatement(
  * what it reserved (all of it back if the statement failed).
  */
 async function measuredWrite(
-  db: D1Database,
-  statement: D1PreparedStatement,
+  db: JobDatabase,
+  statement: SqlStatement,
   storage: StorageQuota,
   reservedBytes: number,
-): Promise<D1Result<Record<string, unknown>>> {
+): Promise<StatementResult> {
   let measuredBytes = 0;
   try {
-    const [before, after] = await db.batch<Record<string, unknown>>([db.prepare("SELECT 1"), statement]);
+    const [before, after] = await db.batch([{ sql: "SELECT 1", params: [] }, statement]);
     if (!before || !after) throw new Error("D1 answered a batch of two with fewer results");
     measuredBytes = after.meta.size_after - before.meta.size_after;
     return after;

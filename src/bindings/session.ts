@@ -7,6 +7,7 @@
 import { ErrorCode } from "../errors";
 import { CORDONS, type TrustLevel } from "../policy/trust";
 import { allowedStatementKinds, runStatement, type DatabaseScope } from "./database";
+import type { JobDatabase } from "./job-database";
 import { kvDelete, kvGet, kvList, kvPut, tenantKvPrefix } from "./kv";
 import type { StorageQuota } from "./storage-quota";
 import { decodeBindingCall, type BindingAnswer, type BindingCall, type BindingCounters } from "./protocol";
@@ -17,7 +18,7 @@ export interface BindingSessionOptions {
   trustLevel: TrustLevel;
   /** The job's `bindingCalls` limit. */
   maxCalls: number;
-  db: D1Database;
+  db: JobDatabase;
   kv: KVNamespace;
   /** The tenant's storage limit over `db` and `kv`, kept by its ledger. */
   storage: StorageQuota;

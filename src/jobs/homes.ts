@@ -3,6 +3,7 @@
  * sandbox) and judges the reply into a result; stops it there when it is cancelled. Shared by every
  * place a job runs from: the dispatcher's request (synchronous jobs) and an ExecutionTracker (async).
  */
+import { jobDatabaseFor } from "../bindings/job-database";
 import { BindingSession } from "../bindings/session";
 import { BYTES_PER_MB, StorageQuota } from "../bindings/storage-quota";
 import { ErrorCode } from "../errors";
@@ -73,7 +74,7 @@ export async function runOnItsHome(
     tenantId,
     trustLevel: prepared.trustLevel,
     maxCalls: prepared.limits.bindingCalls,
-    db: home.env.JOB_DB,
+    db: jobDatabaseFor(home.env, acceptedAt + prepared.limits.timeoutMs),
     kv: home.env.JOB_KV,
     storage: new StorageQuota(storageLimitMb * BYTES_PER_MB, () => ledgerOf(home.env, tenantId)),
     ...(admitted ? { admitted } : {}),

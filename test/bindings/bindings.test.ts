@@ -6,6 +6,7 @@
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
+import { d1JobDatabase } from "../../src/bindings/job-database";
 import { BindingSession } from "../../src/bindings/session";
 import { BYTES_PER_MB, StorageQuota } from "../../src/bindings/storage-quota";
 import { prepareEdgeJob } from "../../src/edge/prepare";
@@ -519,7 +520,7 @@ describe("what a job's calls can cost the dispatcher", () => {
       tenantId: alice.id,
       trustLevel: "high",
       maxCalls: bindingCalls,
-      db: env.JOB_DB,
+      db: d1JobDatabase(env.JOB_DB),
       kv: env.JOB_KV,
       storage: storageOf(alice.id),
     });
