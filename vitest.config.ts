@@ -66,6 +66,8 @@ export default defineConfig({
   test: {
     name: PROJECT_NAME,
     include: ["test/**/*.test.ts"],
+    // Plain Node's tests run in vitest.host.config.ts.
+    exclude: ["test/plain-node/**"],
     // The summary reporter prints a closing "N passed, N failed" line that CI logs are read by.
     reporters: ["default", "./test/summary-reporter.ts"],
     globalSetup: ["test/global-setup.ts"],

@@ -1,9 +1,12 @@
 import { defineConfig } from "vitest/config";
 
-/** The local sandbox host's own tests: plain Node (not the workers pool), run with `-c vitest.host.config.ts`. */
+/**
+ * The tests that run in plain Node (not the workers pool), run with `-c vitest.host.config.ts`: the
+ * local sandbox host's own, and the client as Node itself loads it.
+ */
 export default defineConfig({
   test: {
-    include: ["host/test/**/*.test.ts"],
+    include: ["host/test/**/*.test.ts", "test/plain-node/**/*.test.ts"],
     environment: "node",
     reporters: ["default", "./test/summary-reporter.ts"],
     testTimeout: 30_000,

@@ -239,6 +239,20 @@ describe("rate limits", () => {
     expect(over.body.error).toMatchObject({ code: "RATE_LIMITED", limit: "tenant_rate" });
   });
 
+  it("reports a full window in the headers of code the checks refused", async () => {
+    const tenant = await createTenant({ rateLimit: 100 });
+    const limited = await admin("POST", `/tenants/${tenant.id}/keys`, { name: "once", rateLimit: 1 });
+    const key = (limited.body.apiKey as { key: string }).key;
+    expect((await postJson("/v1/executions", { runtime: "edge", code: TRIVIAL }, key)).status).toBe(200);
+    // The key's window is full, the tenant's is not: the code is checked, refused, and says so.
+    const refused = await postJson("/v1/executions", { runtime: "edge", code: "export default (" }, key);
+    expect(refused.status).toBe(422);
+    expect(refused.headers.get("ratelimit-limit")).toBe("1");
+    expect(refused.headers.get("ratelimit-remaining")).toBe("0");
+    expect(Number(refused.headers.get("ratelimit-reset"))).toBeGreaterThan(0);
+    expect(refused.headers.get("retry-after")).toBeNull();
+  });
+
   it("answers code sent over the limit with 429 before checking it", async () => {
     const tenant = await createTenant({ rateLimit: 1 });
     expect((await tenant.execute({ code: TRIVIAL })).status).toBe(200);

@@ -21,7 +21,7 @@
  * wait's next poll) with `CLIENT_ABORTED`.
  */
 import type { z } from "zod";
-import { ERROR_STATUS, isErrorCode } from "../errors";
+import { ERROR_STATUS, isErrorCode } from "../errors.ts";
 /**
  * An error as the service sends it (`ErrorBody` of src/errors.ts), or one the client raises itself
  * (`CLIENT_WAIT_TIMEOUT`, `CLIENT_INVALID_RESPONSE`, `CLIENT_ABORTED`, `CLIENT_REQUEST_TIMEOUT`).

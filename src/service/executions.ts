@@ -62,8 +62,9 @@ async function prepare(context: ServiceContext, job: ExecutionRequest): Promise<
         : prepareEdgeJob(job, { executionId, trustLevel, acceptedAt });
   } catch (error) {
     if (!refusedByChecks(error)) throw error;
-    // The refusal is the answer; a full window only shows on the tenant's next request.
-    const rate = await chargeCheck(env, caller).catch(() => undefined);
+    // The refusal is the answer; a full window shows in its headers (remaining 0) and refuses the
+    // tenant's next request.
+    const rate = await chargeCheck(env, caller).catch(windowOfRefusal);
     throw rate ? error.withRate(rate) : error;
   }
   return {
@@ -118,6 +119,13 @@ export async function execute(
   if (kept) return { result: kept, rate };
   const logged = await findExecution(context.env.DB, tenantId, prepared.executionId);
   return { result: logged?.result ?? result, rate };
+}
+
+/** The window a rate refusal reports, without its Retry-After: the answer is not that refusal. */
+function windowOfRefusal(error: unknown): RateInfo | undefined {
+  if (!(error instanceof CordonError) || !error.rate) return undefined;
+  const { limit, remaining, resetSeconds } = error.rate;
+  return { limit, remaining, resetSeconds };
 }
 
 /** What the ledger keeps of a synchronous job, to give it up or cancel it without its runner. */
