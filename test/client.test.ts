@@ -135,11 +135,15 @@ describe("Cordon client", () => {
         throw new TypeError("connection reset");
       },
     });
-    await expect(broken.execute.code({ runtime: "edge", code: "export default async () => 1" })).rejects.toThrow(
-      "connection reset",
-    );
+    const lost = (await broken.execute
+      .code({ runtime: "edge", code: "export default async () => 1" })
+      .catch((e: unknown) => e)) as CordonError;
+    expect(lost).toBeInstanceOf(CordonError);
+    expect(lost).toMatchObject({ code: "CLIENT_NETWORK_ERROR", status: 0 });
+    expect(lost.message).toContain("connection reset");
+    expect(lost.cause).toBeInstanceOf(TypeError);
     expect(attempts).toBe(1);
-    await expect(broken.executions.get("exec_x")).rejects.toThrow("connection reset");
+    await expect(broken.executions.get("exec_x")).rejects.toMatchObject({ code: "CLIENT_NETWORK_ERROR" });
     expect(attempts).toBe(1 + 3);
   });
 

@@ -24,7 +24,8 @@ import type { z } from "zod";
 import { ERROR_STATUS, isErrorCode } from "../errors.ts";
 /**
  * An error as the service sends it (`ErrorBody` of src/errors.ts), or one the client raises itself
- * (`CLIENT_WAIT_TIMEOUT`, `CLIENT_INVALID_RESPONSE`, `CLIENT_ABORTED`, `CLIENT_REQUEST_TIMEOUT`).
+ * (`CLIENT_WAIT_TIMEOUT`, `CLIENT_INVALID_RESPONSE`, `CLIENT_ABORTED`, `CLIENT_REQUEST_TIMEOUT`,
+ * `CLIENT_NETWORK_ERROR`).
  */
 interface WireError {
   code: string;
@@ -266,9 +267,10 @@ export class Cordon {
   }
 
   /**
-   * One request and its answer's body. It ends at once when `signal` aborts, and with
-   * CLIENT_REQUEST_TIMEOUT when it outlives `requestTimeoutMs` (plus the time the service holds it);
-   * the fetch is handed the same signal, so it can drop the connection too.
+   * One request and its answer's body. It ends at once when `signal` aborts, with
+   * CLIENT_REQUEST_TIMEOUT when it outlives `requestTimeoutMs` (plus the time the service holds it),
+   * and with CLIENT_NETWORK_ERROR when the fetch fails (the fetch's error is the cause); the fetch is
+   * handed the same signal, so it can drop the connection too.
    */
   async #exchange(
     method: "GET" | "POST" | "DELETE",
@@ -300,7 +302,15 @@ export class Cordon {
           { cause: error },
         );
       }
-      throw error;
+      // The caller's abort is told apart by #send, from the signal itself.
+      if (signal?.aborted) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new CordonError(
+        0,
+        { code: "CLIENT_NETWORK_ERROR", message: `no answer from ${path}: ${reason}` },
+        undefined,
+        { cause: error },
+      );
     }
   }
 
