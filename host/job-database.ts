@@ -1,14 +1,18 @@
 /**
- * The jobs' database (JOB_DB) for `npm run dev`, in a workerd process of its own (through Miniflare),
- * on the same files `wrangler dev` would use (under `.wrangler/state/v3`), so `wrangler d1 execute
- * JOB_DB --local` sees what jobs wrote.
+ * The jobs' database (JOB_DB) for `npm run dev`, in a workerd process of its own (through Miniflare,
+ * running workers/job-database), on the same files `wrangler dev` would use (under
+ * `.wrangler/state/v3`), so `wrangler d1 execute JOB_DB --local` sees what jobs wrote.
  *
  * Why: local workerd has no time limit for a SQL statement, and in the dispatcher's process D1 runs on
  * the dispatcher's only thread. A statement the SQL policy cannot bound (a join of a tenant's own large
- * tables) stopped every request until it ended. Here a statement still running KILL_GRACE_MS after its
- * job's deadline is stopped with this process, which is started again on the same files; SQLite rolls
- * back the transaction it interrupted. Statements that were running beside it in this process end with
- * an error too (their jobs see "restarted"), as they would if D1 restarted in production.
+ * tables) stopped every request until it ended.
+ *
+ * Statements run one at a time, in arrival order, as D1 runs them anyway; queueing them here means
+ * each one's clock starts when it is sent to the database. A statement still running KILL_GRACE_MS
+ * after its job's deadline (at most MAX_STATEMENT_MS) is stopped with the process, which starts again
+ * on the same files; SQLite rolls back the transaction it cut. A statement still waiting at its job's
+ * deadline is answered without running, and one whose caller has gone away is dropped: nothing runs
+ * after its answer was given.
  */
 import { randomUUID } from "node:crypto";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
@@ -29,44 +33,41 @@ export interface JobDatabaseQuery {
   deadline: number;
 }
 
-const SCRIPT = `
-export default {
-  async fetch(request, env) {
-    if (request.headers.get("authorization") !== "Bearer " + env.TOKEN) return new Response("unauthorized", { status: 401 });
-    const { mode, statements } = await request.json();
-    try {
-      const prepared = statements.map((s) => env.JOB_DB.prepare(s.sql).bind(...s.params));
-      const results = mode === "read" ? [await prepared[0].all()] : await env.JOB_DB.batch(prepared);
-      return Response.json({
-        ok: true,
-        results: results.map((r) => ({ results: r.results, meta: { changes: r.meta.changes ?? 0, size_after: r.meta.size_after ?? 0 } })),
-      });
-    } catch (error) {
-      return Response.json({ ok: false, message: String(error?.message ?? error) });
-    }
-  },
-};
-`;
+export interface JobDatabaseOptions {
+  /** A local state directory (wrangler dev's is `.wrangler/state/v3`). */
+  persistDir: string;
+  /** The bundled workers/job-database Worker. */
+  script: string;
+}
 
 interface Instance {
   mf: Miniflare;
   url: URL;
 }
 
+interface Waiting {
+  query: JobDatabaseQuery;
+  answer: (answer: JobDatabaseAnswer) => void;
+  /** Answered already (its deadline passed, or its caller went away): never sent. */
+  settled: boolean;
+  expiry: NodeJS.Timeout;
+}
+
 export class JobDatabaseProcess {
-  readonly #persistDir: string;
+  readonly #options: JobDatabaseOptions;
   readonly #token = randomUUID();
   #instance: Promise<Instance>;
+  readonly #waiting: Waiting[] = [];
+  #draining = false;
   #restarts = 0;
 
-  private constructor(persistDir: string) {
-    this.#persistDir = persistDir;
+  private constructor(options: JobDatabaseOptions) {
+    this.#options = options;
     this.#instance = this.#boot();
   }
 
-  /** `persistDir`: a local state directory (wrangler dev's is `.wrangler/state/v3`). */
-  static async start(persistDir: string): Promise<JobDatabaseProcess> {
-    const database = new JobDatabaseProcess(persistDir);
+  static async start(options: JobDatabaseOptions): Promise<JobDatabaseProcess> {
+    const database = new JobDatabaseProcess(options);
     await database.#instance;
     return database;
   }
@@ -76,38 +77,26 @@ export class JobDatabaseProcess {
     return this.#restarts;
   }
 
-  async query({ mode, statements, deadline }: JobDatabaseQuery): Promise<JobDatabaseAnswer> {
-    const current = this.#instance;
-    let instance: Instance;
-    try {
-      instance = await current;
-    } catch {
-      if (this.#instance === current) this.#instance = this.#boot();
-      return { ok: false, message: "the local job database is starting; try again" };
-    }
-    const controller = new AbortController();
-    const budget = Math.min(Math.max(0, deadline - Date.now()), MAX_STATEMENT_MS) + KILL_GRACE_MS;
-    const timer = setTimeout(() => controller.abort(), budget);
-    try {
-      const response = await fetch(new URL("/query", instance.url), {
-        method: "POST",
-        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-        body: JSON.stringify({ mode, statements }),
-        signal: controller.signal,
-      });
-      return JobDatabaseAnswer.parse(await response.json());
-    } catch {
-      if (controller.signal.aborted) {
-        this.#restart(current, instance);
-        return {
-          ok: false,
-          message: `the statement was still running ${KILL_GRACE_MS} ms past its job's deadline; it was stopped`,
-        };
-      }
-      return { ok: false, message: "the local job database restarted while the statement ran; try again" };
-    } finally {
-      clearTimeout(timer);
-    }
+  /** `gone`: aborts when the caller stops waiting; a statement not yet sent is then dropped. */
+  query(query: JobDatabaseQuery, gone?: AbortSignal): Promise<JobDatabaseAnswer> {
+    return new Promise((resolve) => {
+      const waiting: Waiting = {
+        query,
+        settled: false,
+        answer: (answer) => {
+          waiting.settled = true;
+          clearTimeout(waiting.expiry);
+          resolve(answer);
+        },
+        expiry: setTimeout(
+          () => waiting.answer({ ok: false, message: "its job's deadline passed before the statement could run" }),
+          Math.max(0, query.deadline - Date.now()),
+        ),
+      };
+      gone?.addEventListener("abort", () => waiting.answer({ ok: false, message: "the caller stopped waiting" }));
+      this.#waiting.push(waiting);
+      void this.#drain();
+    });
   }
 
   async close(): Promise<void> {
@@ -115,14 +104,79 @@ export class JobDatabaseProcess {
     await instance?.mf.dispose().catch(() => undefined);
   }
 
-  /** Kills the process running `dead` (once, whoever notices first) and starts another on the same files. */
-  #restart(current: Promise<Instance>, dead: Instance): void {
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      for (let next = this.#waiting.shift(); next; next = this.#waiting.shift()) {
+        if (next.settled) continue;
+        clearTimeout(next.expiry);
+        next.answer(await this.#send(next.query));
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /** One statement (or batch) in the database process, stopped with the process past its time. */
+  async #send({ mode, statements, deadline }: JobDatabaseQuery): Promise<JobDatabaseAnswer> {
+    const current = this.#instance;
+    let instance: Instance;
+    try {
+      instance = await current;
+    } catch {
+      this.#replace(current, () => this.#boot());
+      return { ok: false, message: "the local job database could not start" };
+    }
+    // Its turn came after a restart that outlasted its job: the job has its answer already.
+    if (Date.now() >= deadline)
+      return { ok: false, message: "its job's deadline passed before the statement could run" };
+    const controller = new AbortController();
+    const budget = Math.min(Math.max(0, deadline - Date.now()), MAX_STATEMENT_MS) + KILL_GRACE_MS;
+    const timer = setTimeout(() => controller.abort(), budget);
+    let response: Response;
+    try {
+      response = await fetch(new URL("/query", instance.url), {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+        body: JSON.stringify({ mode, statements }),
+        signal: controller.signal,
+      });
+    } catch {
+      if (controller.signal.aborted) {
+        this.#restarts++;
+        this.#replace(current, () =>
+          instance.mf
+            .dispose()
+            .catch(() => undefined)
+            .then(() => this.#boot()),
+        );
+        return {
+          ok: false,
+          message: `the statement was still running ${KILL_GRACE_MS} ms past its job's deadline; the database process was stopped and what it was writing rolled back`,
+        };
+      }
+      // Miniflare starts a crashed workerd again by itself.
+      return {
+        ok: false,
+        message: "the local job database process died while the statement ran (a result too large for its memory?)",
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+    const answer = JobDatabaseAnswer.safeParse(await response.json().catch(() => null));
+    if (!response.ok || !answer.success) {
+      return { ok: false, message: `the local job database answered HTTP ${response.status} without a result` };
+    }
+    return answer.data;
+  }
+
+  /** Starts `next` in place of `current` unless another failure has already replaced it. */
+  #replace(current: Promise<Instance>, next: () => Promise<Instance>): void {
     if (this.#instance !== current) return;
-    this.#restarts++;
-    this.#instance = dead.mf
-      .dispose()
-      .catch(() => undefined)
-      .then(() => this.#boot());
+    this.#instance = next();
+    // A start that fails is answered to the next statement (#send); unhandled, it would end the host.
+    this.#instance.catch(() => undefined);
   }
 
   /**
@@ -136,11 +190,11 @@ export class JobDatabaseProcess {
         host: "127.0.0.1",
         port: 0,
         modules: true,
-        script: SCRIPT,
+        script: this.#options.script,
         compatibilityDate: COMPATIBILITY_DATE,
         bindings: { TOKEN: this.#token },
         d1Databases: { JOB_DB: JOB_DB_ID },
-        resourcePersistencePath: this.#persistDir,
+        resourcePersistencePath: this.#options.persistDir,
       }),
     );
     return { mf, url: await mf.ready };

@@ -32,6 +32,7 @@ import { tuneKernel } from "./node/kernel-tuning.ts";
 import { handleNodeCancel, handleNodeRun, runnerFromEnv } from "./node/route.ts";
 
 const RUNNER_ENTRY = fileURLToPath(new URL("../workers/edge-runner/index.ts", import.meta.url));
+const JOB_DATABASE_ENTRY = fileURLToPath(new URL("../workers/job-database/index.ts", import.meta.url));
 const RUNNER_COMPATIBILITY_DATE = "2026-10-20";
 
 export interface HostConfig {
@@ -62,9 +63,17 @@ export function configFromEnv(env: NodeJS.ProcessEnv): HostConfig {
   };
 }
 
-export async function bundleEdgeRunner(): Promise<string> {
+export function bundleEdgeRunner(): Promise<string> {
+  return bundleWorker(RUNNER_ENTRY);
+}
+
+export function bundleJobDatabase(): Promise<string> {
+  return bundleWorker(JOB_DATABASE_ENTRY);
+}
+
+async function bundleWorker(entry: string): Promise<string> {
   const result = await build({
-    entryPoints: [RUNNER_ENTRY],
+    entryPoints: [entry],
     bundle: true,
     format: "esm",
     platform: "neutral",
@@ -74,7 +83,7 @@ export async function bundleEdgeRunner(): Promise<string> {
     logLevel: "silent",
   });
   const file = result.outputFiles[0];
-  if (!file) throw new Error("esbuild produced no runner bundle");
+  if (!file) throw new Error(`esbuild produced no bundle of ${entry}`);
   return file.text;
 }
 
@@ -117,7 +126,10 @@ export async function startHost(config: HostConfig): Promise<RunningHost> {
   );
   await edge.start();
   // After the runners: it takes their V8 flags from the environment (see JobDatabaseProcess).
-  const jobDb = await JobDatabaseProcess.start(config.jobDbPersistDir);
+  const jobDb = await JobDatabaseProcess.start({
+    persistDir: config.jobDbPersistDir,
+    script: await bundleJobDatabase(),
+  });
   // The tests' stand-in for the internet serves node jobs' egress too (edge runners get it above).
   const canned = config.egressTestUpstreamScript ? await cannedRoutes(config.egressTestUpstreamScript) : undefined;
   let nodeRunner: NodeRunner | undefined;
@@ -160,7 +172,12 @@ async function handle(
   if (url.pathname === "/v1/job-db/query" && request.method === "POST") {
     const query = jobDbQueryOf(await readBody(request));
     if (!query) return send(response, 400, { error: "malformed query" });
-    return send(response, 200, await jobDb.query(query));
+    // A dispatcher that stopped waiting has answered its job: a statement not yet run is dropped.
+    const gone = new AbortController();
+    response.on("close", () => {
+      if (!response.writableFinished) gone.abort();
+    });
+    return send(response, 200, await jobDb.query(query, gone.signal));
   }
   if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response, node());
   const nodeCancel = /^\/v1\/node\/jobs\/([\w-]+)\/cancel$/.exec(url.pathname);

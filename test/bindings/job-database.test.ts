@@ -6,6 +6,7 @@
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { hostJobDatabase } from "../../src/bindings/job-database";
+import { tenantKvPrefix } from "../../src/bindings/kv";
 import { prepareEdgeJob } from "../../src/edge/prepare";
 import { newId } from "../../src/ids";
 import { runOnItsHome } from "../../src/jobs/homes";
@@ -38,19 +39,25 @@ describe("the jobs' database on the local sandbox host", () => {
       tenant.id,
       `export default async function (input, ctx) {
         for (const sql of ${JSON.stringify(FILL)}) await ctx.env.DB.query(sql);
+        await ctx.env.KV.put("joining", "1");
         return ctx.env.DB.query(${JSON.stringify(ENDLESS_JOIN)});
       }`,
-      2_000,
+      4_000,
     );
-    // Once the join has begun, the dispatcher still answers: before, local D1 ran it on this thread.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // Once the join has been sent, the dispatcher still answers: before, local D1 ran it on this thread.
+    const marker = `${tenantKvPrefix(tenant.id)}joining`;
+    let ended = false;
+    void result.finally(() => (ended = true));
+    while (!ended && (await env.JOB_KV.get(marker)) === null) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(ended, "the job ended before it sent its join").toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 200));
     const health = exports.default
       .fetch(new Request("https://cordon.test/healthz"))
       .then((response) => response.status);
     expect(await Promise.race([health, result.then(() => "the job ended first")])).toBe(200);
 
-    const ended = await result;
-    expect(ended.error?.code).toBe("SANDBOX_TIMEOUT");
+    const outcome = await result;
+    expect(outcome.error?.code).toBe("SANDBOX_TIMEOUT");
     // The database came back on the same files: the tenant's rows are there for its next job.
     const next = await runJob(
       tenant.id,
