@@ -225,7 +225,7 @@ export class NodeRunner {
       const warm = pool.take(request.cordon ?? "high", shape, limits);
       if (warm) {
         sandboxes.push(warm);
-        const reply = await this.#runIn(request, warm, true, { ...extra, coldStart: false });
+        const reply = await this.#runIn(request, warm, true, { ...extra, coldStart: false }, received.timeoutMs);
         if (reply !== HAND_OFF_FAILED) return reply;
         // The warm sandbox could not take the job's limits (and is gone): start one the usual way.
       }
@@ -236,7 +236,7 @@ export class NodeRunner {
         return unavailable(error instanceof Error ? error.message : String(error));
       }
       sandboxes.push(sandbox);
-      const reply = await this.#runIn(request, sandbox, false, { ...extra, coldStart: true });
+      const reply = await this.#runIn(request, sandbox, false, { ...extra, coldStart: true }, received.timeoutMs);
       return reply === HAND_OFF_FAILED ? unavailable("the sandbox did not take the job") : reply;
     } finally {
       // The reply goes now; the slot and the packages are held until the sandboxes' cgroups and
@@ -330,8 +330,9 @@ export class NodeRunner {
     sandbox: Sandbox,
     warm: boolean,
     extra: ExtraMetrics,
+    statedTimeoutMs: number,
   ): Promise<NodeRunReply | typeof HAND_OFF_FAILED> {
-    const job = new SandboxJob(request, sandbox, warm);
+    const job = new SandboxJob(request, sandbox, warm, statedTimeoutMs);
     this.#jobs.set(request.executionId, job);
     try {
       return await job.run(extra);

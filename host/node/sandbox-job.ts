@@ -43,6 +43,7 @@ export class SandboxJob {
   readonly #sandbox: Sandbox;
   readonly #warm: boolean;
   readonly #cpuLimitMs: number;
+  readonly #statedTimeoutMs: number;
   readonly #nonce = randomBytes(16).toString("hex");
   readonly #records: JobRecords;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -50,9 +51,14 @@ export class SandboxJob {
   #killed = false;
   #files = 0;
 
-  /** `warm`: the sandbox was started before this job, with other rlimits, and waited in the pool. */
-  constructor(request: NodeRunRequest, sandbox: Sandbox, warm: boolean) {
+  /**
+   * `warm`: the sandbox was started before this job, with other rlimits, and waited in the pool.
+   * `statedTimeoutMs`: the job's own timeout, which the messages name; `request.timeoutMs` is what
+   * is left of it once installing and waiting for a sandbox took their share.
+   */
+  constructor(request: NodeRunRequest, sandbox: Sandbox, warm: boolean, statedTimeoutMs = request.timeoutMs) {
     this.#request = request;
+    this.#statedTimeoutMs = statedTimeoutMs;
     this.#sandbox = sandbox;
     this.#warm = warm;
     this.#cpuLimitMs = request.cpuTimeMs ?? request.timeoutMs;
@@ -112,7 +118,7 @@ export class SandboxJob {
         this.#stop({
           code: "SANDBOX_TIMEOUT",
           limit: "timeoutMs",
-          message: `the job ran past its timeout of ${this.#request.timeoutMs} ms and was killed`,
+          message: `the job ran past its timeout of ${this.#statedTimeoutMs} ms and was killed`,
         });
       });
       const poll = setInterval(() => this.#poll(), POLL_MS);

@@ -1040,6 +1040,22 @@ describe("node jobs: waiting for a slot", () => {
     expect(holderDone).toBe(false);
     expect(report(await holder).calls[0]).toMatchObject({ ok: true });
   });
+
+  it("names the job's own timeout when one that waited for a slot runs out of it", async () => {
+    const holder = reply(single, request(sleeps(600)));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const waited = report(
+      await reply(
+        single,
+        request("module.exports = async () => { for (;;); }", { timeoutMs: 1_500, cpuTimeMs: 60_000 }),
+      ),
+    );
+    expect(waited.limitHit).toMatchObject({
+      code: "SANDBOX_TIMEOUT",
+      message: "the job ran past its timeout of 1500 ms and was killed",
+    });
+    expect(report(await holder).calls[0]).toMatchObject({ ok: true });
+  });
 });
 
 describe("node jobs: availability", () => {
