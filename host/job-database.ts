@@ -111,7 +111,13 @@ export class JobDatabaseProcess {
       for (let next = this.#waiting.shift(); next; next = this.#waiting.shift()) {
         if (next.settled) continue;
         clearTimeout(next.expiry);
-        next.answer(await this.#send(next.query));
+        // #send answers every failure it knows as data; anything else must not end the host either.
+        next.answer(
+          await this.#send(next.query).catch((error: unknown) => ({
+            ok: false as const,
+            message: `the local job database failed: ${error instanceof Error ? error.message : String(error)}`,
+          })),
+        );
       }
     } finally {
       this.#draining = false;
