@@ -365,9 +365,16 @@ function exitSignal(exit: Exit): NodeJS.Signals | null {
   return (name as NodeJS.Signals | undefined) ?? null;
 }
 
+/** Node's own exit status when the promise it awaits at top level can never settle. */
+const UNSETTLED_AWAIT = 13;
+
 function describeExit(exit: Exit): string {
   const signal = exitSignal(exit);
-  return signal ? `killed by ${signal}` : `exit status ${exit.code}`;
+  if (signal) return `killed by ${signal}`;
+  if (exit.code === UNSETTLED_AWAIT) {
+    return "exit status 13: the job awaited a promise that nothing could settle, with no timer or I/O pending, so Node ended it";
+  }
+  return `exit status ${exit.code}`;
 }
 
 function unfinished(index: number, limitHit: LimitHit | null, exit: Exit) {

@@ -368,6 +368,17 @@ describe.each(["cold", "warm"] as const)("node jobs: limits enforced by the kern
     expect(report.limitHit).toMatchObject({ code: "SANDBOX_MEMORY_LIMIT", limit: "memoryMb" });
   });
 
+  it("says so when the job awaits a promise nothing can settle (Node ends it at once)", async () => {
+    const report = await run("module.exports = () => new Promise(() => {})", { timeoutMs: 5_000 });
+    expect(report.calls[0]).toMatchObject({
+      ok: false,
+      error: {
+        name: "SandboxExited",
+        message: expect.stringContaining("a promise that nothing could settle") as unknown,
+      },
+    });
+  });
+
   it("kills an infinite loop at timeoutMs and keeps what came before", async () => {
     const started = performance.now();
     const report = await run(
