@@ -16,6 +16,7 @@ import { JobRecords } from "./channel.ts";
 import type { CgroupCounters } from "./cgroup.ts";
 import type { EgressProxy } from "./egress-proxy.ts";
 import type { EgressReport } from "../../src/egress/meter.ts";
+import { describeExitStatus } from "../../src/node/exit-status.ts";
 import {
   LIMIT_HITS,
   type CallOutcome,
@@ -365,16 +366,9 @@ function exitSignal(exit: Exit): NodeJS.Signals | null {
   return (name as NodeJS.Signals | undefined) ?? null;
 }
 
-/** Node's own exit status when the promise it awaits at top level can never settle. */
-const UNSETTLED_AWAIT = 13;
-
 function describeExit(exit: Exit): string {
   const signal = exitSignal(exit);
-  if (signal) return `killed by ${signal}`;
-  if (exit.code === UNSETTLED_AWAIT) {
-    return "exit status 13: the job awaited a promise that nothing could settle, with no timer or I/O pending, so Node ended it";
-  }
-  return `exit status ${exit.code}`;
+  return signal ? `killed by ${signal}` : describeExitStatus(exit.code);
 }
 
 function unfinished(index: number, limitHit: LimitHit | null, exit: Exit) {

@@ -431,6 +431,18 @@ describe("the container home: the reply it builds", () => {
     expect(report.stdout).toBe(`${"x".repeat(10)}\n… [truncated: 69990 more bytes]`);
   });
 
+  it("says so when Node ended the job for awaiting what nothing can settle (exit status 13)", async () => {
+    const sandbox = container((nonce) => ({ status: 13, records: records(nonce, ready) }));
+    const report = reportOf((await run(sandbox)).reply);
+    expect(report.calls[0]).toMatchObject({
+      ok: false,
+      error: {
+        name: "SandboxExited",
+        message: expect.stringContaining("a promise that nothing could settle") as unknown,
+      },
+    });
+  });
+
   it("says which calls were lost when the records passed what the home brings back", async () => {
     const sandbox = container((nonce) => ({
       records: records(nonce, ready, returned(0, "1")),

@@ -31,6 +31,7 @@ import {
   type JobRecords,
 } from "./container-output";
 import { CONTAINER_PATHS, SETUP_FAILED_STATUS, jobCommand, jobEnvironment, type JobPlan } from "./job-script";
+import { describeExitStatus } from "../exit-status";
 import type { NodeSandbox } from "../node-sandbox";
 import { OUTPUT_TOO_LARGE_ERROR } from "../../untrusted-output";
 import type { PoolLease, SandboxPoolApi, SandboxStarter } from "../../durable/sandbox-pool";
@@ -402,7 +403,7 @@ function signalOf(status: number): string | null {
 
 function describeStatus(status: number): string {
   const signal = signalOf(status);
-  return signal ? `killed by ${signal}` : `exit status ${status}`;
+  return signal ? `killed by ${signal}` : describeExitStatus(status);
 }
 
 function unfinished(index: number, limitHit: LimitHit | null, status: number, recordsCut: boolean): ErrorInfo {
