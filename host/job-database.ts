@@ -11,8 +11,8 @@
  * each one's clock starts when it is sent to the database. A statement still running KILL_GRACE_MS
  * after its job's deadline (at most MAX_STATEMENT_MS) is stopped with the process, which starts again
  * on the same files; SQLite rolls back the transaction it cut. A statement still waiting at its job's
- * deadline is answered without running, and one whose caller has gone away is dropped: nothing runs
- * after its answer was given.
+ * deadline is answered without running, and so is one whose caller has gone away before it was sent:
+ * nothing is sent after its answer was given.
  */
 import { randomUUID } from "node:crypto";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
@@ -48,10 +48,17 @@ interface Instance {
 interface Waiting {
   query: JobDatabaseQuery;
   answer: (answer: JobDatabaseAnswer) => void;
-  /** Answered already (its deadline passed, or its caller went away): never sent. */
+  /** Answered already (its deadline passed, its caller went away, the host closed): never sent. */
   settled: boolean;
   expiry: NodeJS.Timeout;
 }
+
+/** setTimeout's longest delay; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const DEADLINE_PASSED: JobDatabaseAnswer = {
+  ok: false,
+  message: "its job's deadline passed before the statement could run",
+};
 
 export class JobDatabaseProcess {
   readonly #options: JobDatabaseOptions;
@@ -59,6 +66,7 @@ export class JobDatabaseProcess {
   #instance: Promise<Instance>;
   readonly #waiting: Waiting[] = [];
   #draining = false;
+  #closed = false;
   #restarts = 0;
 
   private constructor(options: JobDatabaseOptions) {
@@ -77,7 +85,10 @@ export class JobDatabaseProcess {
     return this.#restarts;
   }
 
-  /** `gone`: aborts when the caller stops waiting; a statement not yet sent is then dropped. */
+  /**
+   * `gone`: aborts when the caller stops waiting; a statement not yet sent is then dropped (one
+   * already sent runs on, bounded by its deadline).
+   */
   query(query: JobDatabaseQuery, gone?: AbortSignal): Promise<JobDatabaseAnswer> {
     return new Promise((resolve) => {
       const waiting: Waiting = {
@@ -89,17 +100,24 @@ export class JobDatabaseProcess {
           resolve(answer);
         },
         expiry: setTimeout(
-          () => waiting.answer({ ok: false, message: "its job's deadline passed before the statement could run" }),
-          Math.max(0, query.deadline - Date.now()),
+          () => waiting.answer(DEADLINE_PASSED),
+          Math.min(MAX_TIMER_MS, Math.max(0, query.deadline - Date.now())),
         ),
       };
-      gone?.addEventListener("abort", () => waiting.answer({ ok: false, message: "the caller stopped waiting" }));
+      const leave = () => waiting.answer({ ok: false, message: "the caller stopped waiting" });
+      if (gone?.aborted) return leave();
+      gone?.addEventListener("abort", leave);
+      if (this.#closed) return waiting.answer({ ok: false, message: "the local job database is closing" });
       this.#waiting.push(waiting);
       void this.#drain();
     });
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    for (const waiting of this.#waiting.splice(0)) {
+      waiting.answer({ ok: false, message: "the local job database is closing" });
+    }
     const instance = await this.#instance.catch(() => undefined);
     await instance?.mf.dispose().catch(() => undefined);
   }
@@ -110,10 +128,9 @@ export class JobDatabaseProcess {
     try {
       for (let next = this.#waiting.shift(); next; next = this.#waiting.shift()) {
         if (next.settled) continue;
-        clearTimeout(next.expiry);
         // #send answers every failure it knows as data; anything else must not end the host either.
         next.answer(
-          await this.#send(next.query).catch((error: unknown) => ({
+          await this.#send(next).catch((error: unknown) => ({
             ok: false as const,
             message: `the local job database failed: ${error instanceof Error ? error.message : String(error)}`,
           })),
@@ -124,8 +141,12 @@ export class JobDatabaseProcess {
     }
   }
 
-  /** One statement (or batch) in the database process, stopped with the process past its time. */
-  async #send({ mode, statements, deadline }: JobDatabaseQuery): Promise<JobDatabaseAnswer> {
+  /**
+   * One statement (or batch) in the database process, stopped with the process past its time. Until
+   * it is sent, it can still be answered without running: its deadline, its caller leaving.
+   */
+  async #send(waiting: Waiting): Promise<JobDatabaseAnswer> {
+    const { mode, statements, deadline } = waiting.query;
     const current = this.#instance;
     let instance: Instance;
     try {
@@ -134,9 +155,10 @@ export class JobDatabaseProcess {
       this.#replace(current, () => this.#boot());
       return { ok: false, message: "the local job database could not start" };
     }
-    // Its turn came after a restart that outlasted its job: the job has its answer already.
-    if (Date.now() >= deadline)
-      return { ok: false, message: "its job's deadline passed before the statement could run" };
+    // Answered meanwhile (a restart outlasted its deadline, or its caller left): it must not run.
+    if (waiting.settled) return DEADLINE_PASSED;
+    if (Date.now() >= deadline) return DEADLINE_PASSED;
+    clearTimeout(waiting.expiry);
     const controller = new AbortController();
     const budget = Math.min(Math.max(0, deadline - Date.now()), MAX_STATEMENT_MS) + KILL_GRACE_MS;
     const timer = setTimeout(() => controller.abort(), budget);
@@ -162,10 +184,20 @@ export class JobDatabaseProcess {
           message: `the statement was still running ${KILL_GRACE_MS} ms past its job's deadline; the database process was stopped and what it was writing rolled back`,
         };
       }
-      // Miniflare starts a crashed workerd again by itself.
+      // The process died (a crash; a result too large for its memory?). Miniflare starts it again
+      // by itself; if that fails, the next statement starts another.
+      this.#replace(current, () =>
+        instance.mf.ready.then(
+          (url) => ({ mf: instance.mf, url }),
+          async (error: unknown) => {
+            await instance.mf.dispose().catch(() => undefined);
+            throw error;
+          },
+        ),
+      );
       return {
         ok: false,
-        message: "the local job database process died while the statement ran (a result too large for its memory?)",
+        message: "the local job database process stopped while the statement was sent or ran; it did not complete",
       };
     } finally {
       clearTimeout(timer);
@@ -177,12 +209,12 @@ export class JobDatabaseProcess {
     return answer.data;
   }
 
-  /** Starts `next` in place of `current` unless another failure has already replaced it. */
+  /** Starts `next` in place of `current` unless another failure has already replaced it, or closed. */
   #replace(current: Promise<Instance>, next: () => Promise<Instance>): void {
-    if (this.#instance !== current) return;
+    if (this.#closed || this.#instance !== current) return;
     this.#instance = next();
     // A start that fails is answered to the next statement (#send); unhandled, it would end the host.
-    this.#instance.catch(() => undefined);
+    this.#instance.catch((error: unknown) => console.error("[cordon-host] the job database did not start", error));
   }
 
   /**
@@ -203,6 +235,12 @@ export class JobDatabaseProcess {
         resourcePersistencePath: this.#options.persistDir,
       }),
     );
-    return { mf, url: await mf.ready };
+    try {
+      return { mf, url: await mf.ready };
+    } catch (error) {
+      // Miniflare's own loopback server stays up until disposed.
+      await mf.dispose().catch(() => undefined);
+      throw error;
+    }
   }
 }

@@ -177,6 +177,8 @@ async function handle(
     response.on("close", () => {
       if (!response.writableFinished) gone.abort();
     });
+    // Closed while its body was read: the event has passed already.
+    if (response.destroyed) gone.abort();
     return send(response, 200, await jobDb.query(query, gone.signal));
   }
   if (url.pathname === "/v1/node/run" && request.method === "POST") return handleNodeRun(request, response, node());
@@ -241,7 +243,8 @@ function jobDbQueryOf(body: string | undefined): JobDatabaseQuery | undefined {
       Array.isArray(statement.params) &&
       statement.params.every((param: unknown) => param === null || ["string", "number"].includes(typeof param)),
   );
-  if (!wellFormed || statements.length === 0) return undefined;
+  // A read is one statement; a batch one or more.
+  if (!wellFormed || statements.length === 0 || (mode === "read" && statements.length > 1)) return undefined;
   return { mode, statements: statements as JobDatabaseQuery["statements"], deadline };
 }
 

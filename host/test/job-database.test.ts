@@ -28,6 +28,15 @@ describe("the jobs' database process", () => {
     database.query({ mode: "batch", statements: [{ sql, params }], deadline: inAMinute() });
   const read = (sql: string, deadline = inAMinute()) =>
     database.query({ mode: "read", statements: [{ sql, params: [] }], deadline });
+  const insertAs = (value: string, gone: AbortSignal) =>
+    database.query(
+      {
+        mode: "batch",
+        statements: [{ sql: "INSERT INTO kept (v) VALUES (?)", params: [value] }],
+        deadline: inAMinute(),
+      },
+      gone,
+    );
 
   beforeAll(async () => {
     database = await JobDatabaseProcess.start({ persistDir, script: await bundleJobDatabase() });
@@ -85,18 +94,19 @@ describe("the jobs' database process", () => {
     const restartsBefore = database.restarts;
     const startedAt = Date.now();
     const deadline = startedAt + 300;
+    let tookMs = 0;
     const [endless, behind] = await Promise.all([
-      read(ENDLESS, deadline),
+      read(ENDLESS, deadline).then((answer) => ((tookMs = Date.now() - startedAt), answer)),
       // Sent while the endless one runs: it waits its turn, and runs once the process is back.
       after(100).then(() => read("SELECT count(*) AS n FROM kept")),
     ]);
-    const tookMs = Date.now() - startedAt;
 
     expect(endless).toMatchObject({
       ok: false,
       message: expect.stringContaining("past its job's deadline") as unknown,
     });
     expect(tookMs).toBeGreaterThanOrEqual(300 + KILL_GRACE_MS);
+    expect(tookMs).toBeLessThan(300 + KILL_GRACE_MS + 3_000);
     expect(database.restarts).toBe(restartsBefore + 1);
     // What was committed before the kill is still there.
     expect(behind).toMatchObject({ ok: true, results: [{ results: [{ n: 2 }] }] });
@@ -143,7 +153,25 @@ describe("the jobs' database process", () => {
     });
   });
 
+  it("never sends a statement whose caller left before its turn, also when nothing else waits", async () => {
+    const left = new AbortController();
+    left.abort();
+    expect(await insertAs("left-before", left.signal)).toMatchObject({
+      ok: false,
+      message: "the caller stopped waiting",
+    });
+    const leaving = new AbortController();
+    const answer = insertAs("left-at-once", leaving.signal);
+    leaving.abort();
+    expect(await answer).toMatchObject({ ok: false, message: "the caller stopped waiting" });
+    expect(await read("SELECT count(*) AS n FROM kept WHERE v LIKE 'left-%'")).toMatchObject({
+      ok: true,
+      results: [{ results: [{ n: 0 }] }],
+    });
+  });
+
   it("rolls back a batch the kill interrupted", async () => {
+    const restartsBefore = database.restarts;
     const answer = await database.query({
       mode: "batch",
       statements: [
@@ -152,7 +180,8 @@ describe("the jobs' database process", () => {
       ],
       deadline: Date.now() + 200,
     });
-    expect(answer).toMatchObject({ ok: false });
+    expect(answer).toMatchObject({ ok: false, message: expect.stringContaining("past its job's deadline") as unknown });
+    expect(database.restarts).toBe(restartsBefore + 1);
     expect(await read("SELECT count(*) AS n FROM kept WHERE v = 'lost'")).toMatchObject({
       ok: true,
       results: [{ results: [{ n: 0 }] }],
@@ -180,13 +209,14 @@ describe("POST /v1/job-db/query", () => {
     rmSync(stateRoot, { recursive: true, force: true });
   });
 
-  const post = (body: unknown, authorization = `Bearer ${token}`) =>
+  // Its deadline is a minute from each request, not from when this file was collected.
+  const post = (body: Record<string, unknown>, authorization = `Bearer ${token}`) =>
     fetch(`${host.url}/v1/job-db/query`, {
       method: "POST",
       headers: { authorization, "content-type": "application/json" },
-      body: JSON.stringify(body),
+      body: JSON.stringify({ deadline: Date.now() + 60_000, ...body }),
     });
-  const query = { mode: "read", statements: [{ sql: "SELECT 1 AS one", params: [] }], deadline: Date.now() + 60_000 };
+  const query = { mode: "read", statements: [{ sql: "SELECT 1 AS one", params: [] }] };
 
   it("runs a statement for the dispatcher's token only", async () => {
     const answered = await post(query);
@@ -201,6 +231,8 @@ describe("POST /v1/job-db/query", () => {
       { ...query, statements: [] },
       { ...query, statements: [{ sql: "SELECT ?", params: [{ nested: true }] }] },
       { ...query, deadline: "soon" },
+      // A read is one statement.
+      { ...query, statements: [...query.statements, ...query.statements] },
     ]) {
       expect((await post(malformed)).status, JSON.stringify(malformed)).toBe(400);
     }

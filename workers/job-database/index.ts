@@ -25,6 +25,7 @@ export default {
     try {
       const prepared = statements.map(({ sql, params }) => env.JOB_DB.prepare(sql).bind(...params));
       const [first] = prepared;
+      // The host sends a read as exactly one statement.
       const results =
         mode === "read" && first ? [await first.all<Record<string, unknown>>()] : await env.JOB_DB.batch(prepared);
       answer = {
