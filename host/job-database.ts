@@ -16,7 +16,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
-import { JobDatabaseAnswer, type SqlStatement } from "../src/bindings/job-database-protocol.ts";
+import { JobDatabaseAnswer, type JobDatabaseQuery } from "../src/bindings/job-database-protocol.ts";
 
 /** How long past its job's deadline a statement may run before the database process is killed. */
 export const KILL_GRACE_MS = 1_000;
@@ -25,13 +25,6 @@ export const MAX_STATEMENT_MS = 30_000;
 /** The database id of JOB_DB in wrangler.toml: the key of its file under the persist directory. */
 export const JOB_DB_ID = "00000000-0000-0000-0000-000000000001";
 const COMPATIBILITY_DATE = "2026-10-20";
-
-export interface JobDatabaseQuery {
-  mode: "read" | "batch";
-  statements: SqlStatement[];
-  /** Epoch ms: the job's deadline. */
-  deadline: number;
-}
 
 export interface JobDatabaseOptions {
   /** A local state directory (wrangler dev's is `.wrangler/state/v3`). */

@@ -25,7 +25,8 @@ import { build } from "esbuild";
 import { EdgeCordons, isCordon, type Cordon } from "./edge-cordons.ts";
 import { EdgeJobs } from "./edge-jobs.ts";
 import { readBody, send } from "./http.ts";
-import { JobDatabaseProcess, type JobDatabaseQuery } from "./job-database.ts";
+import { JobDatabaseProcess } from "./job-database.ts";
+import { JobDatabaseQuery } from "../src/bindings/job-database-protocol.ts";
 import { cannedRoutes } from "./node/egress-routes.ts";
 import type { NodeRunner } from "./node/node-runner.ts";
 import { tuneKernel } from "./node/kernel-tuning.ts";
@@ -230,22 +231,8 @@ function routingOf(body: string): { executionId: string; deadline: number; cordo
 
 /** The dispatcher is trusted (it holds the token); the shape is checked so a mistake answers 400. */
 function jobDbQueryOf(body: string | undefined): JobDatabaseQuery | undefined {
-  const value = parseJson(body);
-  if (!isObject(value)) return undefined;
-  const { mode, statements, deadline } = value;
-  if ((mode !== "read" && mode !== "batch") || typeof deadline !== "number" || !Array.isArray(statements)) {
-    return undefined;
-  }
-  const wellFormed = statements.every(
-    (statement: unknown) =>
-      isObject(statement) &&
-      typeof statement.sql === "string" &&
-      Array.isArray(statement.params) &&
-      statement.params.every((param: unknown) => param === null || ["string", "number"].includes(typeof param)),
-  );
-  // A read is one statement; a batch one or more.
-  if (!wellFormed || statements.length === 0 || (mode === "read" && statements.length > 1)) return undefined;
-  return { mode, statements: statements as JobDatabaseQuery["statements"], deadline };
+  const parsed = JobDatabaseQuery.safeParse(parseJson(body));
+  return parsed.success ? parsed.data : undefined;
 }
 
 function parseJson(text: string | undefined): unknown {

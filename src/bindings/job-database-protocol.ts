@@ -4,12 +4,18 @@
  */
 import { z } from "zod";
 
-export type SqlValue = string | number | null;
+const SqlValue = z.union([z.string(), z.number(), z.null()]);
+export type SqlValue = z.infer<typeof SqlValue>;
 
-export interface SqlStatement {
-  sql: string;
-  params: SqlValue[];
-}
+export const SqlStatement = z.object({ sql: z.string(), params: z.array(SqlValue) });
+export type SqlStatement = z.infer<typeof SqlStatement>;
+
+/** What the dispatcher sends: a read is one statement, a batch one or more; `deadline` is the job's (epoch ms). */
+export const JobDatabaseQuery = z.discriminatedUnion("mode", [
+  z.object({ mode: z.literal("read"), statements: z.array(SqlStatement).length(1), deadline: z.number() }),
+  z.object({ mode: z.literal("batch"), statements: z.array(SqlStatement).min(1), deadline: z.number() }),
+]);
+export type JobDatabaseQuery = z.infer<typeof JobDatabaseQuery>;
 
 /** The part of a D1 result the DB binding reads. */
 export interface StatementResult {

@@ -1,7 +1,7 @@
 /** What a node job's exit status says, in both homes (the local host's sandbox, the container). */
 
 /** Node's own exit status when the promise it awaits at top level can never settle. */
-export const UNSETTLED_AWAIT_STATUS = 13;
+const UNSETTLED_AWAIT_STATUS = 13;
 
 export function describeExitStatus(status: number | null): string {
   if (status === UNSETTLED_AWAIT_STATUS) {

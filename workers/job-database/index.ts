@@ -3,16 +3,11 @@
  * binding's statements in JOB_DB and answers D1's results, or D1's error message. Only the host may
  * call it (a random token per process); the host has already checked the shape of what it sends.
  */
-import type { JobDatabaseAnswer, SqlStatement } from "../../src/bindings/job-database-protocol";
+import type { JobDatabaseAnswer, JobDatabaseQuery } from "../../src/bindings/job-database-protocol";
 
 interface JobDatabaseEnv {
   TOKEN: string;
   JOB_DB: D1Database;
-}
-
-interface Query {
-  mode: "read" | "batch";
-  statements: SqlStatement[];
 }
 
 export default {
@@ -20,7 +15,7 @@ export default {
     if (!authorised(request.headers.get("authorization") ?? "", `Bearer ${env.TOKEN}`)) {
       return new Response("unauthorized", { status: 401 });
     }
-    const { mode, statements } = await request.json<Query>();
+    const { mode, statements } = await request.json<Omit<JobDatabaseQuery, "deadline">>();
     let answer: JobDatabaseAnswer;
     try {
       const prepared = statements.map(({ sql, params }) => env.JOB_DB.prepare(sql).bind(...params));
